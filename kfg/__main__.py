@@ -1,0 +1,3 @@
+from kfg.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Turn notebook cell source into plain Python that `ast` can parse, line for line.
+
+Notebook cells contain IPython syntax (`%matplotlib inline`, `!pip install x`, `%%bash`,
+`files = !ls`, `df?`). For analysis these lines are neutralised in place, keeping every line
+number, so an error in cell 12 line 3 is still reported as cell 12 line 3.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Cell magics whose body is Python run by the kernel; any other cell magic is not Python.
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+
+_LINE_MAGIC = re.compile(r"^(\s*)[%!]")
+_ASSIGN_MAGIC = re.compile(r"^(\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)[%!].*$")
+_HELP = re.compile(r"^(\s*)\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
+
+
+def to_python(source: str) -> str:
+    """The cell's source with IPython-only lines replaced by equivalent placeholders."""
+    lines = source.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        magic = lines[first].lstrip()[2:].split(maxsplit=1)
+        name = magic[0] if magic else ""
+        if name not in PYTHON_CELL_MAGICS:
+            return "\n" * len(lines)
+        lines[first] = ""
+    out = []
+    for line in lines:
+        assign = _ASSIGN_MAGIC.match(line)
+        if assign:
+            out.append(assign.group(1) + "None")
+            continue
+        magic = _LINE_MAGIC.match(line) or _HELP.match(line)
+        out.append(f"{magic.group(1)}pass" if magic else line)
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    line: int
+    message: str
+
+
+def parse_cell(source: str) -> ast.Module | SyntaxProblem:
+    try:
+        return ast.parse(to_python(source))
+    except SyntaxError as exc:
+        return SyntaxProblem(exc.lineno or 1, exc.msg)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return SyntaxProblem(1, f"cannot be parsed ({type(exc).__name__})")
+
+
+def _target_names(target: ast.expr) -> Iterable[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            yield from _target_names(element)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def _function_globals(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a function declares `global` and assigns: calling it defines them."""
+    declared = {n for s in ast.walk(node) if isinstance(s, ast.Global) for n in s.names}
+    if not declared:
+        return set()
+    assigned = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+            assigned.add(child.id)
+    return declared & assigned
+
+
+def bound_names(tree: ast.Module) -> set[str]:
+    """Names that running the module binds at module scope.
+
+    Function and class bodies are their own scopes (except for `global`), comprehension
+    variables stay inside the comprehension, and the walrus operator binds in the enclosing
+    scope even inside a comprehension.
+    """
+    names: set[str] = set()
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+            names |= _function_globals(node)
+            stack.extend(node.decorator_list)
+            continue
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            stack.extend(node.decorator_list)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if not (isinstance(node, ast.AnnAssign) and node.value is None):
+                for target in targets:
+                    names.update(_target_names(target))
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            names.update(_target_names(node.target))
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    names.update(_target_names(item.optional_vars))
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.NamedExpr):
+            names.update(_target_names(node.target))
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+        stack.extend(ast.iter_child_nodes(node))
+    return names

@@ -1,0 +1,76 @@
+"""`kfg init`: write a kale.yaml beside a notebook."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from kfg.cli.common import EXIT_INVALID, fail, usage_error
+
+
+def _schema_ref(target: Path, explicit: str | None) -> str:
+    """The modeline's schema: as given, kfg's own copy in this repository, or the published URL."""
+    from kfg.config.load import repository_root
+    from kfg.schema import SCHEMA_ID
+
+    if explicit:
+        if "://" in explicit:
+            return explicit
+        return os.path.relpath(Path(explicit).resolve(), target.parent.resolve())
+    local = repository_root(target.parent) / "schemas" / "kale.schema.json"
+    if local.is_file():
+        return os.path.relpath(local, target.parent.resolve())
+    return SCHEMA_ID
+
+
+def command(
+    notebook: Path = typer.Argument(..., help="The notebook to describe."),
+    output: Path = typer.Option(None, "--output", "-o", help="Where to write (default: kale.yaml beside the notebook)."),
+    name: str = typer.Option(None, "--name", help="Pipeline name (default: from Kale metadata or the file name)."),
+    schema: str = typer.Option(None, "--schema", help="Schema URL or path for the yaml-language-server modeline."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing kale.yaml."),
+) -> None:
+    """Propose a kale.yaml for a notebook: from its Kale tags if it has them, else one step per `##` section."""
+    from kfg.cli.common import write_atomic
+    from kfg.config.load import display_path, load_pipeline
+    from kfg.names import is_dns_label
+    from kfg.notebook.reader import NotebookError, read_notebook
+    from kfg.report import text
+    from kfg.scaffold import propose
+    from kfg.scaffold.writer import to_yaml
+
+    if not notebook.is_file():
+        usage_error(f"{notebook}: no such file")
+    if name is not None and not is_dns_label(name):
+        usage_error(f"--name `{name}` must be a DNS-1123 label (lowercase letters, digits and '-')")
+    target = output or notebook.parent / "kale.yaml"
+    if target.exists() and not force:
+        fail(f"{display_path(target)} already exists; pass --force to overwrite it")
+    try:
+        nb = read_notebook(notebook)
+    except NotebookError as exc:
+        fail(f"{display_path(notebook)}:{exc.line}:{exc.column}: {exc.message}")
+
+    proposal = propose(nb, name)
+    relative = os.path.relpath(notebook.resolve(), target.parent.resolve())
+    proposal.data["spec"]["notebook"] = Path(relative).as_posix()
+    document = to_yaml(
+        proposal.data,
+        schema_ref=_schema_ref(target, schema),
+        header=[f"Proposed by `kfg init` from {notebook.name} ({proposal.source}). Review it, then run `kfg validate`."],
+    )
+    for note in proposal.notes:
+        typer.echo(f"note: {note}", err=True)
+    check = load_pipeline(target, text=document)
+    if not check.ok:
+        typer.echo(text(check.diagnostics), err=True)
+        fail(f"the proposed kale.yaml would not be valid, so {display_path(target)} was not written")
+    write_atomic(target, document)
+    steps = len(proposal.data["spec"]["steps"])
+    typer.echo(f"wrote {display_path(target)}: {steps} step(s) from {proposal.source}")
+    if check.diagnostics:
+        typer.echo(text(check.diagnostics), err=True)
+    if not check.ok:
+        raise typer.Exit(EXIT_INVALID)

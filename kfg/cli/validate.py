@@ -1,0 +1,71 @@
+"""`kfg validate`: check kale.yaml files before a pull request merges."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from kfg.cli.common import EXIT_INVALID, usage_error
+
+
+def command(
+    paths: list[Path] = typer.Argument(
+        None, help="kale.yaml files, or directories to search for them (default: .)."
+    ),
+    output_format: str = typer.Option(
+        "text", "--format", "-f", help="Output format: text, json or github (annotations)."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+    root: Path = typer.Option(
+        None, "--root", help="Repository root the notebooks must stay inside (default: git top level)."
+    ),
+) -> None:
+    """Check kale.yaml files against the schema, their notebooks and each other.
+
+    Exit status: 0 valid, 1 invalid, 2 usage error.
+    """
+    from kfg import report
+    from kfg.config.load import display_path, find_config_files, load_pipeline
+    from kfg.diagnostics import Severity
+
+    if output_format not in report.FORMATS:
+        usage_error(f"unknown --format `{output_format}`; use one of {', '.join(report.FORMATS)}")
+    targets = paths or [Path(".")]
+    for target in targets:
+        if not target.exists():
+            usage_error(f"{target}: no such file or directory")
+    if root is not None and not root.is_dir():
+        usage_error(f"--root {root}: not a directory")
+    files = list(find_config_files(targets))
+    if not files:
+        usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
+
+    results = [load_pipeline(f, root=root) for f in files]
+    diagnostics = [d for r in results for d in r.diagnostics]
+    if strict:
+        diagnostics = [dataclasses.replace(d, severity=Severity.ERROR) for d in diagnostics]
+    valid = not any(d.severity is Severity.ERROR for d in diagnostics)
+
+    if output_format == "json":
+        typer.echo(report.as_json(diagnostics, [r.display for r in results], valid))
+    elif output_format == "github":
+        if diagnostics:
+            typer.echo(report.github(diagnostics))
+        typer.echo(report.summary(diagnostics, len(results)), err=True)
+    else:
+        if diagnostics:
+            typer.echo(report.text(diagnostics))
+        for result in results:
+            if result.pipeline is not None:
+                p = result.pipeline
+                cells = sum(len(s.cells) for s in p.steps)
+                typer.echo(
+                    f"{result.display}: valid: pipeline `{p.name}` from {display_path(p.notebook)},"
+                    f" {len(p.steps)} steps, {cells} code cells, {len(p.parameters)} parameters,"
+                    f" {len(p.metrics)} metrics{', tuning' if p.tuning else ''}"
+                )
+        typer.echo(report.summary(diagnostics, len(results)))
+    if not valid:
+        raise typer.Exit(EXIT_INVALID)

@@ -1,0 +1,227 @@
+"""Load a kale.yaml: every stage of checking, in order, collecting all findings.
+
+The stages are: read and decode, YAML (duplicate keys, hostile input), the JSON Schema,
+the notebook (present, inside the repository, a real notebook), the cell map, and the
+semantic checks. A later stage runs only when the earlier ones give it trustworthy input,
+so one mistake is reported once, at its cause.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfg import schema
+from kfg.config import checks
+from kfg.config.cellmap import CellMap, map_cells
+from kfg.config.findings import Findings
+from kfg.config.model import Pipeline, build
+from kfg.diagnostics import Diagnostic, Severity, did_you_mean
+from kfg.notebook.reader import Notebook, NotebookError, read_notebook
+from kfg.yamlsource import MAX_BYTES, Positions, YamlError, load
+
+CONFIG_NAMES = ("kale.yaml", "kale.yml")
+CONFIG_SUFFIXES = (".kale.yaml", ".kale.yml")
+SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".kfg", ".tox", "build", "dist"}
+
+
+@dataclass
+class LoadResult:
+    path: Path
+    display: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    data: dict[str, Any] | None = None
+    notebook: Notebook | None = None
+    cellmap: CellMap | None = None
+    pipeline: Pipeline | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def display_path(path: Path) -> str:
+    """The path relative to the working directory when it is below it, as users typed it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def repository_root(start: Path) -> Path:
+    """The enclosing git work tree, or `start` itself outside of one."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def is_config_file(path: Path) -> bool:
+    return path.name in CONFIG_NAMES or path.name.endswith(CONFIG_SUFFIXES)
+
+
+def find_config_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """kale.yaml files: the files given, and those found below the directories given."""
+    for path in paths:
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(
+                    d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith(".")
+                )
+                for name in sorted(filenames):
+                    if is_config_file(Path(name)):
+                        yield Path(dirpath) / name
+        else:
+            yield path
+
+
+def _read_text(path: Path, findings: Findings) -> str | None:
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            findings.error((), "too-large", f"file larger than {MAX_BYTES // 1024} KiB; kale.yaml files are small")
+            return None
+        raw = path.read_bytes()
+    except OSError as exc:
+        findings.error((), "unreadable", f"cannot read file: {exc.strerror or exc}")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        findings.items.append(
+            Diagnostic(Severity.ERROR, "not-utf8", f"not UTF-8 text (byte {exc.start})", findings.file, line)
+        )
+        return None
+
+
+def _locate_notebook(
+    result: LoadResult, spec: dict[str, Any], findings: Findings, root: Path
+) -> Notebook | None:
+    path = ("spec", "notebook")
+    relative = spec["notebook"]
+    if os.path.isabs(relative):
+        findings.error(path, "notebook-path", "the notebook path must be relative to this file")
+        return None
+    candidate = (result.path.parent / relative).resolve()
+    if not candidate.is_relative_to(root):
+        findings.error(
+            path,
+            "notebook-outside-repo",
+            f"`{relative}` resolves outside the repository ({display_path(root)});"
+            " rendering must depend only on committed files",
+        )
+        return None
+    if not candidate.is_file():
+        siblings = [p.name for p in candidate.parent.glob("*.ipynb")] if candidate.parent.is_dir() else []
+        reason = "is a directory" if candidate.is_dir() else "does not exist"
+        findings.error(path, "notebook-missing", f"notebook `{relative}` {reason}{did_you_mean(candidate.name, siblings)}")
+        return None
+    try:
+        return read_notebook(candidate)
+    except NotebookError as exc:
+        result.diagnostics.append(
+            Diagnostic(
+                Severity.ERROR,
+                "not-a-notebook",
+                exc.message,
+                display_path(candidate),
+                exc.line,
+                exc.column,
+            )
+        )
+        findings.error(path, "not-a-notebook", f"`{relative}` cannot be read as a notebook (see the error above)")
+        return None
+
+
+def load_pipeline(path: Path, *, root: Path | None = None, text: str | None = None) -> LoadResult:
+    """Check one kale.yaml completely; `result.pipeline` is set when it is valid.
+
+    `text` checks a kale.yaml that is not on disk yet (as `kfg init` does before writing);
+    `path` still says where it would live, which relative notebook paths depend on.
+    """
+    result = LoadResult(path=path, display=display_path(path))
+    findings = Findings(result.display, Positions())
+    try:
+        _load(result, findings, root, text)
+    finally:
+        result.diagnostics = sorted(result.diagnostics + findings.items, key=Diagnostic.sort_key)
+    return result
+
+
+def _load(result: LoadResult, findings: Findings, root: Path | None, text: str | None) -> None:
+    if text is None:
+        text = _read_text(result.path, findings)
+    if text is None:
+        return
+    try:
+        document = load(text)
+    except YamlError as exc:
+        pos = exc.pos
+        findings.items.append(
+            Diagnostic(
+                Severity.ERROR,
+                "yaml",
+                exc.message,
+                findings.file,
+                pos.line if pos else 1,
+                pos.column if pos else 1,
+            )
+        )
+        return
+    findings.positions = document.positions
+    if not isinstance(document.data, dict):
+        findings.error((), "wrong-type", "expected a mapping (a NotebookPipeline object) at the top of the file")
+        return
+    findings.items.extend(schema.validate(document.data, document.positions, findings.file))
+    if findings.failed:
+        return
+    data: dict[str, Any] = document.data
+    result.data = data
+    spec = data["spec"]
+    repo = (root or repository_root(result.path.parent)).resolve()
+
+    notebook = _locate_notebook(result, spec, findings, repo)
+    result.notebook = notebook
+    cellmap = map_cells(spec, notebook, findings) if notebook else None
+    result.cellmap = cellmap
+
+    checks.check_steps(spec, findings, cellmap)
+    checks.check_resources(spec, findings)
+    checks.check_volumes(spec, findings)
+    checks.check_packages(spec, findings)
+    parameters = checks.parameters_of(spec, notebook, cellmap, findings)
+    defined = checks.step_definitions(spec, notebook, cellmap, findings) if notebook and cellmap else None
+    reporters = checks.check_metrics(spec, findings, defined)
+    checks.check_tuning(spec, findings, parameters)
+
+    if findings.failed or result.diagnostics or notebook is None or cellmap is None or parameters is None:
+        return
+    result.pipeline = build(
+        data,
+        source=result.path.resolve(),
+        notebook=notebook.path,
+        cellmap=cellmap,
+        parameters=parameters,
+        metric_steps=reporters,
+    )
+
+
+def config_for_notebook(notebook: Path) -> Path | None:
+    """The kale.yaml beside `notebook` whose `spec.notebook` points at it, if there is one."""
+    target = notebook.resolve()
+    for candidate in sorted(notebook.parent.iterdir()):
+        if not candidate.is_file() or not is_config_file(candidate):
+            continue
+        try:
+            data = load(candidate.read_text(encoding="utf-8-sig")).data
+        except (OSError, UnicodeDecodeError, YamlError):
+            continue
+        spec = data.get("spec") if isinstance(data, dict) else None
+        relative = spec.get("notebook") if isinstance(spec, dict) else None
+        if isinstance(relative, str) and (candidate.parent / relative).resolve() == target:
+            return candidate
+    return None

@@ -1,0 +1,272 @@
+"""The typed pipeline that rendering, the local engine and tuning work from.
+
+It is built only from a kale.yaml that passed the schema and the semantic checks, so its
+constructors can trust the shape of their input; every default of the format is applied
+here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfg.analysis.parameters import Parameter
+from kfg.config.cellmap import PARAMETERS, PRELUDE, SKIP, CellMap, step_role
+from kfg.quantity import parse_duration
+
+DEFAULT_IMAGE = "python:3.11-slim"
+DEFAULT_MAX_TRIALS = 12
+DEFAULT_PARALLEL_TRIALS = 3
+DEFAULT_MAX_FAILED_TRIALS = 3
+DEFAULT_GPU_TYPE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Amount:
+    request: str | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    count: int
+    type: str = DEFAULT_GPU_TYPE
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: Amount | None = None
+    memory: Amount | None = None
+    gpu: Gpu | None = None
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    secret: str
+    key: str
+    env: str
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    cells: tuple[int, ...]
+    after: tuple[str, ...] = ()
+    image: str = DEFAULT_IMAGE
+    packages: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[SecretEnv, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    caching: bool = True
+    retries: int = 0
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    variable: str
+    step: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    claim: str
+    mount_path: str
+    read_only: bool = False
+    snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    distribution: str | None = None
+    values: tuple[str | int | float | bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tuning:
+    metric: str
+    goal_type: str
+    algorithm: str
+    parameters: tuple[SearchSpace, ...]
+    goal: float | None = None
+    additional_metrics: tuple[str, ...] = ()
+    strategies: dict[str, str] = field(default_factory=dict)
+    algorithm_settings: dict[str, str | int | float | bool] = field(default_factory=dict)
+    early_stopping: str | None = None
+    early_stopping_settings: dict[str, str | int | float | bool] = field(default_factory=dict)
+    max_trials: int = DEFAULT_MAX_TRIALS
+    parallel_trials: int = DEFAULT_PARALLEL_TRIALS
+    max_failed_trials: int = DEFAULT_MAX_FAILED_TRIALS
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    source: Path
+    notebook: Path
+    steps: tuple[Step, ...]
+    namespace: str | None = None
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    prelude: tuple[int, ...] = ()
+    skip: tuple[int, ...] = ()
+    parameter_cells: tuple[int, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    tuning: Tuning | None = None
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+
+def _amount(value: Any) -> Amount | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return Amount(_text(value.get("request")), _text(value.get("limit")))
+    return Amount(request=_text(value))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _resources(raw: dict[str, Any]) -> Resources:
+    gpu = raw.get("gpu")
+    return Resources(
+        cpu=_amount(raw.get("cpu")),
+        memory=_amount(raw.get("memory")),
+        gpu=Gpu(gpu["count"], gpu.get("type", DEFAULT_GPU_TYPE)) if gpu else None,
+    )
+
+
+def _env(raw: dict[str, Any]) -> dict[str, str]:
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw.items()}
+
+
+def _step(raw: dict[str, Any], spec: dict[str, Any], cellmap: CellMap, volumes: list[str]) -> Step:
+    timeout = raw.get("timeout")
+    return Step(
+        name=raw["name"],
+        cells=tuple(cellmap.sections.get(step_role(raw["name"]), [])),
+        after=tuple(raw.get("after", [])),
+        image=raw.get("image", spec.get("image", DEFAULT_IMAGE)),
+        packages=tuple(raw.get("packages", spec.get("packages", []))),
+        resources=_resources(raw.get("resources", {})),
+        node_selector=dict(raw.get("nodeSelector", {})),
+        tolerations=tuple(raw.get("tolerations", [])),
+        env=_env(raw.get("env", {})),
+        secrets=tuple(
+            SecretEnv(s["secret"], s["key"], s.get("env", s["key"])) for s in raw.get("secrets", [])
+        ),
+        labels=dict(raw.get("labels", {})),
+        annotations=dict(raw.get("annotations", {})),
+        volumes=tuple(raw.get("volumes", volumes)),
+        caching=raw.get("caching", True),
+        retries=raw.get("retries", 0),
+        timeout_seconds=parse_duration(timeout) if timeout is not None else None,
+    )
+
+
+def _tuning(raw: dict[str, Any], metrics: tuple[Metric, ...]) -> Tuning:
+    objective = raw["objective"]
+    others = tuple(m.name for m in metrics if m.name != objective["metric"])
+    early = raw.get("earlyStopping", {})
+    spaces = tuple(
+        SearchSpace(
+            name=name,
+            type=space["type"],
+            min=space.get("min"),
+            max=space.get("max"),
+            step=space.get("step"),
+            distribution=space.get("distribution"),
+            values=tuple(space.get("values", [])),
+        )
+        for name, space in raw["parameters"].items()
+    )
+    return Tuning(
+        metric=objective["metric"],
+        goal_type=objective["type"],
+        goal=objective.get("goal"),
+        additional_metrics=tuple(objective.get("additionalMetrics", others)),
+        strategies=dict(objective.get("strategies", {})),
+        algorithm=raw["algorithm"]["name"],
+        algorithm_settings=dict(raw["algorithm"].get("settings", {})),
+        early_stopping=early.get("name"),
+        early_stopping_settings=dict(early.get("settings", {})),
+        parameters=spaces,
+        max_trials=raw.get("maxTrials", DEFAULT_MAX_TRIALS),
+        parallel_trials=raw.get("parallelTrials", DEFAULT_PARALLEL_TRIALS),
+        max_failed_trials=raw.get("maxFailedTrials", DEFAULT_MAX_FAILED_TRIALS),
+    )
+
+
+def build(
+    data: dict[str, Any],
+    *,
+    source: Path,
+    notebook: Path,
+    cellmap: CellMap,
+    parameters: list[Parameter],
+    metric_steps: dict[str, str],
+) -> Pipeline:
+    """The typed pipeline; `metric_steps` gives the step that reports each metric."""
+    spec = data["spec"]
+    meta = data["metadata"]
+    volume_names = [v["name"] for v in spec.get("volumes", [])]
+    metrics = tuple(
+        Metric(m["name"], m.get("variable", m["name"]), metric_steps[m["name"]])
+        for m in spec.get("metrics", [])
+    )
+    return Pipeline(
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+        labels=dict(meta.get("labels", {})),
+        annotations=dict(meta.get("annotations", {})),
+        source=source,
+        notebook=notebook,
+        description=spec.get("description", ""),
+        prelude=tuple(cellmap.sections.get(PRELUDE, [])),
+        skip=tuple(cellmap.sections.get(SKIP, [])),
+        parameter_cells=tuple(cellmap.sections.get(PARAMETERS, [])),
+        parameters=tuple(parameters),
+        steps=tuple(_step(s, spec, cellmap, volume_names) for s in spec["steps"]),
+        metrics=metrics,
+        volumes=tuple(
+            Volume(
+                v["name"],
+                v["claim"],
+                v["mountPath"],
+                v.get("readOnly", False),
+                Snapshot(v["snapshot"]["version"], v["snapshot"].get("className"))
+                if "snapshot" in v
+                else None,
+            )
+            for v in spec.get("volumes", [])
+        ),
+        tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
+    )

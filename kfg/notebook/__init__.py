@@ -1,0 +1,1 @@
+"""Reading notebooks and resolving kale.yaml cell references against them."""

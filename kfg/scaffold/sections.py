@@ -1,0 +1,74 @@
+"""Propose steps for an untagged notebook: one per `##` markdown section."""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from kfg.analysis.source import parse_cell
+from kfg.names import dns_label, unique
+from kfg.notebook.reader import Cell, Notebook
+
+_H2 = re.compile(r"^##(?!#)\s*(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def _heading(cell: Cell) -> str | None:
+    if cell.cell_type != "markdown":
+        return None
+    match = _H2.search(cell.source)
+    return match.group(1) if match else None
+
+
+def _is_setup(cell: Cell) -> bool:
+    """Imports, function and class definitions only: code every step can share."""
+    tree = parse_cell(cell.source)
+    if not isinstance(tree, ast.Module) or not tree.body:
+        return False
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return all(isinstance(s, allowed) or isinstance(s, ast.Pass) for s in tree.body)
+
+
+def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
+    prelude: list[int] = []
+    parameters: list[int] = []
+    steps: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    current: dict[str, Any] | None = None
+    for cell in notebook.cells:
+        title = _heading(cell)
+        if title is not None:
+            current = {"name": unique(dns_label(title), taken), "cells": []}
+            steps.append(current)
+            continue
+        if not cell.is_code or cell.is_blank:
+            continue
+        if "parameters" in cell.tags and not parameters:
+            parameters.append(cell.position)
+            continue
+        if _is_setup(cell) and (current is None or not current["cells"]):
+            prelude.append(cell.position)
+            continue
+        if current is None:
+            current = {"name": unique("start", taken), "cells": []}
+            steps.append(current)
+        current["cells"].append(cell.position)
+    steps = [s for s in steps if s["cells"]]
+    if not steps:
+        if not notebook.code_cells:
+            notes.append("the notebook has no code cells; add some, then list them in a step")
+        code = [c.position for c in notebook.code_cells if not c.is_blank and c.position not in prelude]
+        steps = [{"name": "main", "cells": code or prelude[-1:]}]
+        if not code and prelude:
+            prelude = prelude[:-1]
+    spec: dict[str, Any] = {}
+    if prelude:
+        spec["prelude"] = prelude
+    if parameters:
+        spec["parameters"] = {"cell": parameters[0]}
+    spec["steps"] = steps
+    notes.append(
+        f"proposed {len(steps)} step(s) from the notebook's `##` sections; review the split,"
+        " then add resources, parameters and metrics"
+    )
+    return spec
