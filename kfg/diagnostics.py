@@ -28,8 +28,9 @@ class Diagnostic:
     column: int = 1
     field: str = ""
 
-    def sort_key(self) -> tuple[str, int, int, str]:
-        return (self.file, self.line, self.column, self.message)
+    def sort_key(self) -> tuple[str, int, int]:
+        """Order by place; findings at the same place keep the order they were found in."""
+        return (self.file, self.line, self.column)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

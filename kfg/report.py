@@ -20,13 +20,16 @@ def text(diagnostics: Sequence[Diagnostic]) -> str:
     return "\n".join(lines)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     warnings = len(diagnostics) - errors
-    noun = "file" if files == 1 else "files"
     if not diagnostics:
-        return f"{files} {noun} valid"
-    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {files} {noun}"
+        return f"{plural(files, 'file')} valid"
+    return f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {plural(files, 'file')}"
 
 
 def as_json(diagnostics: Sequence[Diagnostic], files: Sequence[str], valid: bool) -> str:

@@ -126,7 +126,13 @@ def _allowed_keys(schema: dict[str, Any]) -> list[str]:
     return list(schema.get("properties", {}))
 
 
-def _diagnose(error: Any, positions: Positions) -> Iterator[tuple[Path, bool, str, str]]:
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _diagnose(error: Any, root: Any) -> Iterator[tuple[Path, bool, str, str]]:
     """(path, at_key, code, message) for one jsonschema error."""
     path: Path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -135,9 +141,9 @@ def _diagnose(error: Any, positions: Positions) -> Iterator[tuple[Path, bool, st
     custom = schema.get("errorMessage")
     on_key = "propertyNames" in error.relative_schema_path
 
-    if error.schema is False:
+    if validator == "not" and error.validator_value == {}:
         sibling_type = ""
-        parent = error.parent.instance if error.parent is not None else None
+        parent = _at(root, path[:-1])
         if isinstance(parent, dict) and isinstance(parent.get("type"), str):
             sibling_type = f" with `type: {parent['type']}`"
         yield path, True, "key-not-allowed", f"key `{path[-1]}` is not allowed{sibling_type}"
@@ -187,7 +193,7 @@ def _diagnose(error: Any, positions: Positions) -> Iterator[tuple[Path, bool, st
     elif validator in ("anyOf", "oneOf") and error.context:
         from jsonschema.exceptions import best_match
 
-        yield from _diagnose(best_match(error.context), positions)
+        yield from _diagnose(best_match(error.context), root)
     else:
         yield path, False, "invalid-value", error.message
 
@@ -199,7 +205,7 @@ def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
     validator = Draft7Validator(load_schema())
     found: dict[tuple[Path, str], Diagnostic] = {}
     for error in validator.iter_errors(data):
-        for path, at_key, code, message in _diagnose(error, positions):
+        for path, at_key, code, message in _diagnose(error, data):
             pos = positions.of(path, key=at_key)
             name = field_name(path)
             diagnostic = Diagnostic(

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from kfg.cli.common import EXIT_INVALID, usage_error
+from kfg.report import plural
 
 
 def command(
@@ -63,8 +64,9 @@ def command(
                 cells = sum(len(s.cells) for s in p.steps)
                 typer.echo(
                     f"{result.display}: valid: pipeline `{p.name}` from {display_path(p.notebook)},"
-                    f" {len(p.steps)} steps, {cells} code cells, {len(p.parameters)} parameters,"
-                    f" {len(p.metrics)} metrics{', tuning' if p.tuning else ''}"
+                    f" {plural(len(p.steps), 'step')}, {plural(cells, 'code cell')},"
+                    f" {plural(len(p.parameters), 'parameter')}, {plural(len(p.metrics), 'metric')}"
+                    f"{', tuning' if p.tuning else ''}"
                 )
         typer.echo(report.summary(diagnostics, len(results)))
     if not valid:

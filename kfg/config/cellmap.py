@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfg.config.findings import Findings
-from kfg.notebook.cellrefs import CellRefError, parse_ref, resolve
+from kfg.diagnostics import Severity
+from kfg.notebook.cellrefs import CellRefError, compress, parse_ref, resolve
 from kfg.notebook.reader import Notebook
 from kfg.yamlsource import Path
 
@@ -103,7 +104,10 @@ def map_cells(spec: dict[str, Any], notebook: Notebook, findings: Findings) -> C
             index = next(
                 i for i, s in enumerate(spec["steps"]) if step_role(s["name"]) == role
             )
-            if not any(d.field.startswith(f"spec.steps[{index}].cells") for d in findings.items):
+            field = f"spec.steps[{index}].cells"
+            if not any(
+                d.field.startswith(field) and d.severity is Severity.ERROR for d in findings.items
+            ):
                 findings.error(
                     ("spec", "steps", index, "cells"),
                     "empty-step",
@@ -114,14 +118,18 @@ def map_cells(spec: dict[str, Any], notebook: Notebook, findings: Findings) -> C
         for c in notebook.code_cells
         if not c.is_blank and c.position not in cellmap.roles
     ]
-    for position in unassigned:
-        first_line = notebook.cell(position).first_line
+    if len(unassigned) == 1:
+        first_line = notebook.cell(unassigned[0]).first_line
         shown = first_line if len(first_line) <= 40 else first_line[:37] + "..."
+        what = f"code cell {unassigned[0]} (`{shown}`) is"
+    else:
+        what = "code cells " + ", ".join(str(r) for r in compress(unassigned)) + " are"
+    if unassigned:
         findings.warning(
             ("spec", "steps"),
             "unassigned-cell",
-            f"code cell {position} (`{shown}`) is in no step, nor in prelude, skip or"
-            " parameters; add it to one (see `kfg cells`)",
+            f"{what} in no step, nor in prelude, skip or parameters; add them where they"
+            " belong (see `kfg cells`)",
             key=True,
         )
     return cellmap

@@ -1,0 +1,204 @@
+"""Every semantic check, each placed on the line of the node it is about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfg.config.load import find_config_files, load_pipeline, repository_root
+from kfg.diagnostics import Severity
+from tests.conftest import EXAMPLES
+from tests.notebooks import write_notebook
+
+
+@pytest.mark.parametrize("name", ["wine", "digits"])
+def test_examples_are_valid_and_build_a_pipeline(name: str) -> None:
+    result = load_pipeline(EXAMPLES / name / "kale.yaml")
+    assert result.diagnostics == []
+    assert result.pipeline is not None
+    assert result.pipeline.notebook == (EXAMPLES / name / f"{name}.ipynb").resolve()
+
+
+def test_wine_model() -> None:
+    p = load_pipeline(EXAMPLES / "wine" / "kale.yaml").pipeline
+    assert p is not None
+    assert [s.name for s in p.steps][:3] == ["load", "preprocess", "features"]
+    assert p.step("features").cells == (13, 14)
+    assert p.prelude == (2, 3) and p.skip == (8, 9) and p.parameter_cells == (5,)
+    assert {x.name: x.default for x in p.parameters} == {
+        "test_size": 0.25, "random_state": 42, "n_estimators": 200, "max_depth": 6, "C": 1.0
+    }
+    forest = p.step("random-forest")
+    assert forest.resources.cpu is not None and forest.resources.cpu.request == "2"
+    assert forest.packages == ("pandas==2.2.3", "scikit-learn==1.5.2")
+    assert {m.name: m.step for m in p.metrics}["best-accuracy"] == "results"
+    assert {m.name: m.step for m in p.metrics}["forest-accuracy"] == "random-forest"
+
+
+def test_digits_tuning_model() -> None:
+    p = load_pipeline(EXAMPLES / "digits" / "kale.yaml").pipeline
+    assert p is not None and p.tuning is not None
+    assert p.tuning.metric == "val-accuracy" and p.tuning.algorithm == "tpe"
+    assert [s.name for s in p.tuning.parameters] == ["learning_rate", "hidden_units", "alpha"]
+    assert p.step("train").timeout_seconds == 1800
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def _found(path: Path) -> list[tuple[int, str, str, str]]:
+    return [(d.line, d.severity.value, d.code, d.message) for d in load_pipeline(path).diagnostics]
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The last line containing `text`: an edit that duplicates a line is reported at the copy."""
+    return [i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line][-1]
+
+
+CASES = [
+    ("cells: [7]", "cells: [23]", "cells: [23]", "bad-cell-ref", "cell 23 is out of range: wine.ipynb has 22 cells"),
+    ("cells: [7]", "cells: ['7-30']", "cells: ['7-30']", "bad-cell-ref", "cell 30 is out of range"),
+    ("cells: [7]", "cells: ['9-7']", "cells: ['9-7']", "bad-cell-ref", "runs backwards; write `7-9`"),
+    ("cells: [7]", "cells: [id:lod]", "cells: [id:lod]", "bad-cell-ref", "did you mean `load`?"),
+    ("cells: [7]", "cells: [tag:x]", "cells: [tag:x]", "bad-cell-ref", "no cell of wine.ipynb carries tag `x`"),
+    ("cells: [11]", "cells: [7]", "cells: [7]\n", "cell-claimed-twice", "cell 7 is listed already in step `load`"),
+    ("cells: [11]", "cells: [2]", "cells: [2]\n", "cell-claimed-twice", "already in the prelude"),
+    ("cells: [7]", "cells: [7, 7]", "cells: [7, 7]", "cell-claimed-twice", "listed again"),
+    ("cells: [7]", "cells: [6]", "cells: [6]", "empty-step", "step `load` has no code to run"),
+    ("- name: svm", "- name: load", "- name: load\n", "duplicate-step", "duplicate step name `load` (first used on line"),
+    ("cells: [18]", "cells: [18]\n      after: [forrest]", "after: [forrest]", "unknown-step", "unknown step `forrest`"),
+    ("cells: [18]", "cells: [18]\n      after: [random-forrest]", "after: [random-forrest]", "unknown-step", "did you mean `random-forest`?"),
+    ("cells: [18]", "cells: [18]\n      after: [svm]", "after: [svm]", "bad-after", "cannot run after itself"),
+    ("cells: [11]", "cells: [11]\n      after: [features]", "after: [features]", "cycle", "preprocess -> features -> preprocess"),
+    ("cells: [7]", "cells: [12]", "cells: [7]", "step-order", "step `preprocess` starts at cell 7, before step `load`"),
+    ("skip: [\"8-9\"]", "skip: [9]", "steps:", "unassigned-cell", "code cell 8 (`raw.describe().T`) is in no step"),
+    ("variable: acc_forest", "variable: acc_forst", "acc_forst", "undefined-metric", "did you mean `acc_forest`?"),
+    ("{name: svm-accuracy, variable: acc_svm}", "{name: svm-accuracy, variable: acc_svm, step: load}", "svm-accuracy", "undefined-metric", "step `load` does not define `acc_svm`"),
+    ("{name: svm-accuracy, variable: acc_svm}", "{name: svm-accuracy, variable: acc_svm, step: smv}", "svm-accuracy", "unknown-step", "did you mean `svm`?"),
+    ("{name: svm-accuracy,", "{name: logreg-accuracy,", "variable: acc_svm", "duplicate-metric", "duplicate metric `logreg-accuracy`"),
+    ("memory: 2Gi", "memory: {request: 4Gi, limit: 2Gi}", "memory:", "request-above-limit", "memory request 4Gi is more than its limit 2Gi"),
+    ("memory: 2Gi", "memory: 2", "memory:", "tiny-memory", "means 2 bytes"),
+    ("packages: [pandas==2.2.3, scikit-learn==1.5.2]", "packages: [pandas, 'scikit-learn==1.5.2']", "packages:", "unpinned-package", "`pandas` is not pinned"),
+    ("packages: [pandas==2.2.3, scikit-learn==1.5.2]", "packages: ['pandas=>2', 'scikit-learn==1.5.2']", "packages:", "bad-package", "is not a pip requirement"),
+    ("notebook: wine.ipynb", "notebook: wnie.ipynb", "notebook:", "notebook-missing", "does not exist; did you mean `wine.ipynb`?"),
+    ("notebook: wine.ipynb", "notebook: ../outside.ipynb", "notebook:", "notebook-outside-repo", "resolves outside the repository"),
+    ("notebook: wine.ipynb", "notebook: /abs/wine.ipynb", "notebook:", "notebook-path", "must be relative"),
+    ("parameters: {cell: 5}", "parameters: {cell: 4}", "parameters:", "not-code", "cell 4 is a markdown cell"),
+    ("parameters: {cell: 5}", "parameters: {cell: 7}", "parameters:", "bad-parameter", "`raw = load_wine(as_frame=True).frame`"),
+    ("parameters: {cell: 5}", "parameters: {values: {class: 1}}", "values: {class", "bad-parameter", "is a Python keyword"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "where", "code", "fragment"), CASES, ids=[c[3] + ":" + c[1][:30] for c in CASES])
+def test_semantic_checks(wine: Path, old: str, new: str, where: str, code: str, fragment: str) -> None:
+    _edit(wine, old, new)
+    if code == "cycle":
+        _edit(wine, '["13-14"]', '["13-14"]\n      after: [preprocess]')
+    if code == "step-order":
+        _edit(wine, "cells: [11]", "cells: [7]")
+        _edit(wine, "cells: [12]", "cells: [11]")
+    found = _found(wine)
+    line = _line_of(wine, where.strip("\n")) if "\n" not in where.strip("\n") else None
+    hits = [f for f in found if f[2] == code and fragment in f[3]]
+    assert hits, found
+    if line is not None:
+        assert any(h[0] == line for h in hits), (line, found)
+
+
+def test_a_syntax_error_in_a_step_names_step_cell_and_line(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    write_notebook(tmp_path / "n.ipynb", [("code", "x = 1\ny = (\n")])
+    cfg = tmp_path / "kale.yaml"
+    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n")
+    (d,) = load_pipeline(cfg).diagnostics
+    assert (d.code, d.line) == ("syntax-error", 6)
+    assert d.message.startswith("step `a`: cell 1, line 2:")
+
+
+def test_ipython_syntax_does_not_break_checks(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    cells = [("code", "%matplotlib inline\n!pip install x\nfiles = !ls\nacc = 1\nacc?")]
+    write_notebook(tmp_path / "n.ipynb", [*cells, ("code", "%%bash\necho hi")])
+    cfg = tmp_path / "kale.yaml"
+    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1, 2]}]\n  metrics: [{name: acc}]\n")
+    assert load_pipeline(cfg).diagnostics == []
+
+
+def test_not_a_notebook_is_reported_in_the_notebook_file(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "n.ipynb").write_text('{"cells": [\n  oops\n]}')
+    cfg = tmp_path / "kale.yaml"
+    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n")
+    found = load_pipeline(cfg).diagnostics
+    assert {(d.file.endswith("n.ipynb"), d.line, d.code) for d in found} == {(True, 2, "not-a-notebook"), (False, 5, "not-a-notebook")}
+
+
+TUNING = """  tuning:
+    objective: {metric: forest-accuracy, type: maximize}
+    algorithm: {name: ALGO}
+    maxTrials: 6
+    parallelTrials: 2
+    maxFailedTrials: 1
+    parameters:
+      SPACE
+"""
+
+TUNING_CASES = [
+    ("random", "n_estimators: {type: int, min: 50, max: 500, step: 50}", None, None),
+    ("random", "n_estimatros: {type: int, min: 50, max: 500}", "unknown-parameter", "did you mean `n_estimators`?"),
+    ("random", "n_estimators: {type: double, min: 50, max: 500}", None, None),
+    ("random", "C: {type: int, min: 1, max: 5}", "tuning-type", "defaults to 1.0 (float)"),
+    ("random", "n_estimators: {type: int, min: 500, max: 50}", "tuning-bounds", "must be greater than `min`"),
+    ("random", "n_estimators: {type: int, min: 10, max: 100}", "tuning-bounds", "(200) lies outside [10, 100]"),
+    ("random", "n_estimators: {type: int, min: 50, max: 500, step: 1000}", "tuning-bounds", "larger than the range"),
+    ("random", "C: {type: double, min: 0, max: 5, distribution: logUniform}", "tuning-bounds", "needs `min` greater than 0"),
+    ("random", "n_estimators: {type: discrete, values: [100, 300]}", "tuning-bounds", "(200) is not one of the values"),
+    ("random", "n_estimators: {type: categorical, values: [a, b]}", "tuning-type", "`categorical` search space cannot tune"),
+    ("grid", "C: {type: double, min: 0.5, max: 5}", "tuning-grid", "needs a `step`"),
+    ("cmaes", "n_estimators: {type: discrete, values: [100, 200]}", "tuning-algorithm", "cmaes tunes only"),
+    ("hyperband", "n_estimators: {type: int, min: 50, max: 500}", "tuning-algorithm", "resource_name"),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "space", "code", "fragment"), TUNING_CASES)
+def test_tuning_checks(wine: Path, algorithm: str, space: str, code: str | None, fragment: str | None) -> None:
+    wine.write_text(wine.read_text() + TUNING.replace("ALGO", algorithm).replace("SPACE", space))
+    found = _found(wine)
+    if code is None:
+        assert found == []
+    else:
+        assert any(f[2] == code and fragment in f[3] for f in found), found
+
+
+def test_tuning_counts_and_objective(wine: Path) -> None:
+    text = TUNING.replace("ALGO", "random").replace("SPACE", "C: {type: double, min: 0.1, max: 5}")
+    text = text.replace("parallelTrials: 2", "parallelTrials: 9").replace("forest-accuracy", "forest-acc")
+    wine.write_text(wine.read_text() + text)
+    codes = {f[2]: f[3] for f in _found(wine)}
+    assert "did you mean `forest-accuracy`?" in codes["unknown-metric"]
+    assert "`parallelTrials` (9) is more than `maxTrials` (6)" in codes["tuning-counts"]
+
+
+def test_warnings_alone_keep_the_file_valid(wine: Path) -> None:
+    _edit(wine, 'skip: ["8-9"]', "skip: [9]")
+    result = load_pipeline(wine)
+    assert [d.severity for d in result.diagnostics] == [Severity.WARNING]
+    assert result.ok
+
+
+def test_find_config_files_skips_virtualenvs(tmp_path: Path) -> None:
+    for rel in ["a/kale.yaml", "b/train.kale.yaml", ".venv/x/kale.yaml", "node_modules/kale.yaml", "c/other.yaml"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in find_config_files([tmp_path]))
+    assert found == ["a/kale.yaml", "b/train.kale.yaml"]
+
+
+def test_repository_root_is_the_git_top_level(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert repository_root(tmp_path / "a" / "b") == tmp_path.resolve()
