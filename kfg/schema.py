@@ -189,7 +189,12 @@ def _diagnose(error: Any, root: Any) -> Iterator[tuple[Path, bool, str, str]]:
     ):
         yield path, False, "invalid-value", _bounds_message(validator, error.validator_value, value)
     elif validator == "pattern":
-        yield path, False, "invalid-value", f"{show(value)} does not match `{error.validator_value}`"
+        yield (
+            path,
+            False,
+            "invalid-value",
+            f"{show(value)} does not match `{error.validator_value}`",
+        )
     elif validator in ("anyOf", "oneOf") and error.context:
         from jsonschema.exceptions import best_match
 
@@ -208,8 +213,6 @@ def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
         for path, at_key, code, message in _diagnose(error, data):
             pos = positions.of(path, key=at_key)
             name = field_name(path)
-            diagnostic = Diagnostic(
-                Severity.ERROR, code, message, file, pos.line, pos.column, name
-            )
+            diagnostic = Diagnostic(Severity.ERROR, code, message, file, pos.line, pos.column, name)
             found.setdefault((path, message), diagnostic)
     return sorted(found.values(), key=Diagnostic.sort_key)

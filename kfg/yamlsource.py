@@ -109,15 +109,20 @@ def _tagged(tag: str, text: str, pos: Pos) -> Any:
     short = tag.replace("tag:yaml.org,2002:", "!!")
     if short == "!!str":
         return text
-    value = resolve_plain(text)
-    expected = {"!!int": int, "!!float": (int, float), "!!bool": bool, "!!null": type(None)}
+    value: Any = resolve_plain(text)
+    expected: dict[str, type | tuple[type, ...]] = {
+        "!!int": int,
+        "!!float": (int, float),
+        "!!bool": bool,
+        "!!null": type(None),
+    }
     if short not in expected:
         raise YamlError(f"unsupported YAML tag `{short}`", pos)
     if short == "!!int" and isinstance(value, bool):
         value = text
     if not isinstance(value, expected[short]):
         raise YamlError(f"`{text}` is not a valid {short} value", pos)
-    return float(value) if short == "!!float" else value
+    return float(str(value)) if short == "!!float" else value
 
 
 def _pos(mark: Any) -> Pos:
@@ -164,8 +169,10 @@ class _Builder:
         return (*top.path, top.key)
 
     def expecting_key(self) -> bool:
-        return bool(self.stack) and isinstance(self.stack[-1].container, dict) and (
-            self.stack[-1].key is None
+        return (
+            bool(self.stack)
+            and isinstance(self.stack[-1].container, dict)
+            and (self.stack[-1].key is None)
         )
 
     def add(self, value: Any, pos: Pos, anchor: str | None, size: int) -> None:
@@ -196,12 +203,13 @@ class _Builder:
     def set_key(self, key: str, pos: Pos) -> None:
         top = self.stack[-1]
         assert isinstance(top.container, dict)
+        key_path = (*top.path, key)
         if key in top.container:
-            first = self.positions.keys[(*top.path, key)]
+            first = self.positions.keys[key_path]
             raise YamlError(f"duplicate key `{key}` (first defined on line {first.line})", pos)
         top.key, top.key_pos = key, pos
         if key != "<<":
-            self.positions.keys[(*top.path, key)] = pos
+            self.positions.keys[key_path] = pos
 
     def start(self, container: dict[str, Any] | list[Any], pos: Pos, anchor: str | None) -> None:
         if self.expecting_key():

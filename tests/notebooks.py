@@ -28,7 +28,9 @@ def notebook_json(cells: list[Cell], metadata: dict[str, Any] | None = None, min
     return json.dumps(book, indent=1)
 
 
-def write_notebook(path: Path, cells: list[Cell], metadata: dict[str, Any] | None = None, minor: int = 5) -> Path:
+def write_notebook(
+    path: Path, cells: list[Cell], metadata: dict[str, Any] | None = None, minor: int = 5
+) -> Path:
     path.write_text(notebook_json(cells, metadata, minor), encoding="utf-8")
     return path
 
@@ -37,13 +39,36 @@ KALE_TITANIC: list[Cell] = [
     ("md", "# Titanic"),
     ("code", "import pandas as pd\nimport numpy as np", ["imports"]),
     ("code", "def clean(x):\n    return x", ["functions"]),
-    ("code", "n_estimators = 100\nlearning_rate = 0.1\ncriterion = 'gini'", ["pipeline-parameters"]),
+    (
+        "code",
+        "n_estimators = 100\nlearning_rate = 0.1\ncriterion = 'gini'",
+        ["pipeline-parameters"],
+    ),
     ("code", "train = pd.DataFrame({'a': [1, 2]})", ["block:load_data"]),
     ("code", "train.describe()", ["skip"]),
     ("code", "train = clean(train)"),
-    ("code", "features = train * 2", ["step:feature_engineering", "prev:load_data", "limit:memory:4Gi", "label:team:ml"]),
-    ("code", "acc_forest = float(n_estimators) / 1000\nlr = learning_rate", ["step:random_forest", "prev:feature_engineering", "limit:nvidia.com/gpu:1", "image:pytorch/pytorch:2.5.1", "cache:false", "secret:s3-creds:AWS_KEY:AWS_ACCESS_KEY_ID"]),
-    ("code", "acc_svm = 0.5", ["step:svm", "prev:feature_engineering", "annotation:example.com/owner:ds"]),
+    (
+        "code",
+        "features = train * 2",
+        ["step:feature_engineering", "prev:load_data", "limit:memory:4Gi", "label:team:ml"],
+    ),
+    (
+        "code",
+        "acc_forest = float(n_estimators) / 1000\nlr = learning_rate",
+        [
+            "step:random_forest",
+            "prev:feature_engineering",
+            "limit:nvidia.com/gpu:1",
+            "image:pytorch/pytorch:2.5.1",
+            "cache:false",
+            "secret:s3-creds:AWS_KEY:AWS_ACCESS_KEY_ID",
+        ],
+    ),
+    (
+        "code",
+        "acc_svm = 0.5",
+        ["step:svm", "prev:feature_engineering", "annotation:example.com/owner:ds"],
+    ),
     ("code", "print(acc_forest)\nprint(acc_svm)", ["pipeline-metrics"]),
 ]
 
@@ -53,7 +78,15 @@ KALE_METADATA: dict[str, Any] = {
         "pipeline_description": "Predict survival",
         "docker_image": "python:3.11-slim",
         "steps_defaults": ["label:app:titanic"],
-        "volumes": [{"name": "titanic-data", "mount_point": "/data", "type": "pvc", "snapshot": True, "snapshot_name": "v2"}],
+        "volumes": [
+            {
+                "name": "titanic-data",
+                "mount_point": "/data",
+                "type": "pvc",
+                "snapshot": True,
+                "snapshot_name": "v2",
+            }
+        ],
         "katib_metadata": {
             "algorithm": {"algorithmName": "grid"},
             "maxFailedTrialCount": 3,
@@ -61,9 +94,21 @@ KALE_METADATA: dict[str, Any] = {
             "parallelTrialCount": 3,
             "objective": {"objectiveMetricName": "acc_forest", "type": "maximize", "goal": 0.99},
             "parameters": [
-                {"name": "n_estimators", "parameterType": "int", "feasibleSpace": {"min": "50", "max": "200", "step": "50"}},
-                {"name": "learning_rate", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.5", "step": "0.05"}},
-                {"name": "criterion", "parameterType": "categorical", "feasibleSpace": {"list": ["gini", "entropy"]}},
+                {
+                    "name": "n_estimators",
+                    "parameterType": "int",
+                    "feasibleSpace": {"min": "50", "max": "200", "step": "50"},
+                },
+                {
+                    "name": "learning_rate",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0.01", "max": "0.5", "step": "0.05"},
+                },
+                {
+                    "name": "criterion",
+                    "parameterType": "categorical",
+                    "feasibleSpace": {"list": ["gini", "entropy"]},
+                },
             ],
         },
     }

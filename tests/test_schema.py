@@ -41,11 +41,16 @@ def test_there_are_many_properties() -> None:
 
 
 @pytest.mark.parametrize(("path", "sub"), PROPERTIES, ids=[p for p, _ in PROPERTIES])
-def test_every_property_has_a_description_and_examples_that_it_accepts(path: str, sub: dict[str, Any]) -> None:
+def test_every_property_has_a_description_and_examples_that_it_accepts(
+    path: str, sub: dict[str, Any]
+) -> None:
     assert sub.get("description"), f"{path} has no description"
     assert sub.get("examples"), f"{path} has no examples"
     registry: Registry = Registry().with_resource(kschema.SCHEMA_ID, Resource.from_contents(SCHEMA))
-    validator = Draft7Validator({**sub, "$id": kschema.SCHEMA_ID + "#sub", "definitions": SCHEMA["definitions"]}, registry=registry)
+    validator = Draft7Validator(
+        {**sub, "$id": kschema.SCHEMA_ID + "#sub", "definitions": SCHEMA["definitions"]},
+        registry=registry,
+    )
     for example in sub["examples"]:
         errors = list(validator.iter_errors(example))
         assert not errors, f"{path}: example {example!r} rejected: {errors[0].message}"
@@ -63,7 +68,9 @@ def test_defaults_in_the_schema_agree_with_the_model() -> None:
 
 def _messages(text: str) -> list[tuple[int, str, str]]:
     doc = load(text)
-    return [(d.line, d.code, d.message) for d in kschema.validate(doc.data, doc.positions, "k.yaml")]
+    return [
+        (d.line, d.code, d.message) for d in kschema.validate(doc.data, doc.positions, "k.yaml")
+    ]
 
 
 HEAD = "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n"
@@ -72,21 +79,61 @@ HEAD = "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p
 @pytest.mark.parametrize(
     ("body", "line", "code", "fragment"),
     [
-        ("  steps: [{name: a, cells: [1], resource: {}}]\n", 6, "unknown-key", "did you mean `resources`"),
+        (
+            "  steps: [{name: a, cells: [1], resource: {}}]\n",
+            6,
+            "unknown-key",
+            "did you mean `resources`",
+        ),
         ("  steps: [{name: a}]\n", 6, "missing-key", "missing required key `cells`"),
-        ("  steps: [{name: a, cells: 3}]\n", 6, "wrong-type", "expected a list, got an integer `3`"),
+        (
+            "  steps: [{name: a, cells: 3}]\n",
+            6,
+            "wrong-type",
+            "expected a list, got an integer `3`",
+        ),
         ("  steps: [{name: A_b, cells: [1]}]\n", 6, "invalid-value", "DNS-1123 label"),
         ("  steps: [{name: a, cells: [0]}]\n", 6, "invalid-value", "must be a cell reference"),
         ("  steps: [{name: a, cells: ['x:1']}]\n", 6, "invalid-value", "must be a cell reference"),
-        ("  steps: [{name: a, cells: [1], resources: {memory: 4 gigs}}]\n", 6, "invalid-value", "Kubernetes quantity"),
-        ("  steps: [{name: a, cells: [1], resources: {cpu: -1}}]\n", 6, "invalid-value", "Kubernetes quantity"),
-        ("  steps: [{name: a, cells: [1], caching: yes}]\n", 6, "wrong-type", "write true or false"),
+        (
+            "  steps: [{name: a, cells: [1], resources: {memory: 4 gigs}}]\n",
+            6,
+            "invalid-value",
+            "Kubernetes quantity",
+        ),
+        (
+            "  steps: [{name: a, cells: [1], resources: {cpu: -1}}]\n",
+            6,
+            "invalid-value",
+            "Kubernetes quantity",
+        ),
+        (
+            "  steps: [{name: a, cells: [1], caching: yes}]\n",
+            6,
+            "wrong-type",
+            "write true or false",
+        ),
         ("  steps: [{name: a, cells: [1], timeout: 1 hour}]\n", 6, "invalid-value", "duration"),
-        ("  steps: [{name: a, cells: [1], env: {1X: a}}]\n", 6, "invalid-key", "environment variable name"),
+        (
+            "  steps: [{name: a, cells: [1], env: {1X: a}}]\n",
+            6,
+            "invalid-key",
+            "environment variable name",
+        ),
         ("  steps: [{name: a, cells: [1], retries: -1}]\n", 6, "invalid-value", "at least 0"),
         ("  steps: []\n", 6, "invalid-value", "must not be empty"),
-        ("  steps: [{name: a, cells: [1]}]\n  parameters: {}\n", 7, "invalid-value", "exactly one of `cell`"),
-        ("  steps: [{name: a, cells: [1]}]\n  parameters: {cell: 1, values: {}}\n", 7, "invalid-value", "exactly one of"),
+        (
+            "  steps: [{name: a, cells: [1]}]\n  parameters: {}\n",
+            7,
+            "invalid-value",
+            "exactly one of `cell`",
+        ),
+        (
+            "  steps: [{name: a, cells: [1]}]\n  parameters: {cell: 1, values: {}}\n",
+            7,
+            "invalid-value",
+            "exactly one of",
+        ),
         (
             "  steps: [{name: a, cells: [1]}]\n  tuning:\n    objective: {metric: m, type: maximise}\n"
             "    algorithm: {name: random}\n    parameters: {x: {type: int, min: 1, max: 2}}\n",
@@ -115,18 +162,32 @@ HEAD = "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p
             "missing-key",
             "missing required key `values`",
         ),
-        ("  notebook2: x\n  steps: [{name: a, cells: [1]}]\n", 6, "unknown-key", "unknown key `notebook2`"),
+        (
+            "  notebook2: x\n  steps: [{name: a, cells: [1]}]\n",
+            6,
+            "unknown-key",
+            "unknown key `notebook2`",
+        ),
         ("  steps: [{name: a, cells: [1], image: ''}]\n", 6, "invalid-value", "container image"),
-        ("  steps: [{name: a, cells: [1]}]\n  volumes: [{name: d, claim: c, mountPath: data}]\n", 7, "invalid-value", "absolute path"),
+        (
+            "  steps: [{name: a, cells: [1]}]\n  volumes: [{name: d, claim: c, mountPath: data}]\n",
+            7,
+            "invalid-value",
+            "absolute path",
+        ),
     ],
 )
-def test_schema_errors_are_specific_and_placed(body: str, line: int, code: str, fragment: str) -> None:
+def test_schema_errors_are_specific_and_placed(
+    body: str, line: int, code: str, fragment: str
+) -> None:
     found = _messages(HEAD + body)
-    assert any(l == line and c == code and fragment in m for l, c, m in found), found
+    assert any(ln == line and c == code and fragment in m for ln, c, m in found), found
 
 
 def test_wrong_api_version_and_kind() -> None:
-    found = _messages("apiVersion: kfg.dev/v1\nkind: Pipeline\nmetadata: {name: p}\nspec: {notebook: n.ipynb, steps: [{name: a, cells: [1]}]}\n")
+    found = _messages(
+        "apiVersion: kfg.dev/v1\nkind: Pipeline\nmetadata: {name: p}\nspec: {notebook: n.ipynb, steps: [{name: a, cells: [1]}]}\n"
+    )
     assert (1, "invalid-value", "must be `kfg.dev/v1alpha1`, not `kfg.dev/v1`") in found
     assert (2, "invalid-value", "must be `NotebookPipeline`, not `Pipeline`") in found
 

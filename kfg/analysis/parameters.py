@@ -107,7 +107,9 @@ def parse_parameters(source: str) -> tuple[list[Parameter], list[ParameterProble
             continue
         if target.id in found:
             problems.append(
-                ParameterProblem(line, f"`{target.id}` is assigned twice (first on line {found[target.id].line})")
+                ParameterProblem(
+                    line, f"`{target.id}` is assigned twice (first on line {found[target.id].line})"
+                )
             )
         found[target.id] = Parameter(target.id, value, line)
     return list(found.values()), problems

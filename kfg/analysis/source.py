@@ -36,8 +36,8 @@ def to_python(source: str) -> str:
         if assign:
             out.append(assign.group(1) + "None")
             continue
-        magic = _LINE_MAGIC.match(line) or _HELP.match(line)
-        out.append(f"{magic.group(1)}pass" if magic else line)
+        ipython = _LINE_MAGIC.match(line) or _HELP.match(line)
+        out.append(f"{ipython.group(1)}pass" if ipython else line)
     return "\n".join(out)
 
 

@@ -12,8 +12,11 @@ from kfg.cli.common import EXIT_INVALID, usage_error
 
 def command(
     path: Path = typer.Argument(..., help="A notebook, or a kale.yaml (its notebook is listed)."),
-    config: Path = typer.Option(
-        None, "--config", "-c", help="kale.yaml mapping the cells (default: the one beside the notebook)."
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="kale.yaml mapping the cells (default: the one beside the notebook).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the cells as JSON."),
 ) -> None:
@@ -45,15 +48,24 @@ def command(
                 " as they could be resolved",
                 err=True,
             )
-        if notebook_path is not None and notebook is not None and notebook.path != notebook_path.resolve():
-            usage_error(f"{display_path(config)} describes {display_path(notebook.path)}, not {path}")
+        if (
+            notebook_path is not None
+            and notebook is not None
+            and notebook.path != notebook_path.resolve()
+        ):
+            usage_error(
+                f"{display_path(config)} describes {display_path(notebook.path)}, not {path}"
+            )
     if notebook is None:
         if notebook_path is None:
             raise typer.Exit(EXIT_INVALID)
         try:
             notebook = read_notebook(notebook_path)
         except NotebookError as exc:
-            typer.echo(f"{display_path(notebook_path)}:{exc.line}:{exc.column}: error: {exc.message}", err=True)
+            typer.echo(
+                f"{display_path(notebook_path)}:{exc.line}:{exc.column}: error: {exc.message}",
+                err=True,
+            )
             raise typer.Exit(EXIT_INVALID) from None
 
     table = listing.rows(notebook, cellmap)

@@ -27,12 +27,21 @@ def _schema_ref(target: Path, explicit: str | None) -> str:
 
 def command(
     notebook: Path = typer.Argument(..., help="The notebook to describe."),
-    output: Path = typer.Option(None, "--output", "-o", help="Where to write (default: kale.yaml beside the notebook)."),
-    name: str = typer.Option(None, "--name", help="Pipeline name (default: from Kale metadata or the file name)."),
-    schema: str = typer.Option(None, "--schema", help="Schema URL or path for the yaml-language-server modeline."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write (default: kale.yaml beside the notebook)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Pipeline name (default: from Kale metadata or the file name)."
+    ),
+    schema: str | None = typer.Option(
+        None, "--schema", help="Schema URL or path for the yaml-language-server modeline."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing kale.yaml."),
 ) -> None:
-    """Propose a kale.yaml for a notebook: from its Kale tags if it has them, else one step per `##` section."""
+    """Propose a kale.yaml for a notebook.
+
+    From its Kale tags and metadata if it has them, otherwise one step per `##` section.
+    """
     from kfg.cli.common import write_atomic
     from kfg.config.load import display_path, load_pipeline
     from kfg.names import is_dns_label
@@ -59,14 +68,19 @@ def command(
     document = to_yaml(
         proposal.data,
         schema_ref=_schema_ref(target, schema),
-        header=[f"Proposed by `kfg init` from {notebook.name} ({proposal.source}). Review it, then run `kfg validate`."],
+        header=[
+            f"Proposed by `kfg init` from {notebook.name} ({proposal.source})."
+            " Review it, then run `kfg validate`."
+        ],
     )
     for note in proposal.notes:
         typer.echo(f"note: {note}", err=True)
     check = load_pipeline(target, text=document)
     if not check.ok:
         typer.echo(text(check.diagnostics), err=True)
-        fail(f"the proposed kale.yaml would not be valid, so {display_path(target)} was not written")
+        fail(
+            f"the proposed kale.yaml would not be valid, so {display_path(target)} was not written"
+        )
     write_atomic(target, document)
     steps = len(proposal.data["spec"]["steps"])
     typer.echo(f"wrote {display_path(target)}: {steps} step(s) from {proposal.source}")

@@ -8,7 +8,9 @@ import typer
 
 
 def command(
-    output: Path = typer.Option(None, "--output", "-o", help="Write the schema to this file."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the schema to this file."
+    ),
 ) -> None:
     """Print the kale.yaml JSON Schema, or write it to a file."""
     from kfg.cli.common import write_atomic

@@ -12,15 +12,17 @@ from kfg.report import plural
 
 
 def command(
-    paths: list[Path] = typer.Argument(
+    paths: list[Path] | None = typer.Argument(
         None, help="kale.yaml files, or directories to search for them (default: .)."
     ),
     output_format: str = typer.Option(
         "text", "--format", "-f", help="Output format: text, json or github (annotations)."
     ),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
-    root: Path = typer.Option(
-        None, "--root", help="Repository root the notebooks must stay inside (default: git top level)."
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="Repository root the notebooks must stay inside (default: git top level).",
     ),
 ) -> None:
     """Check kale.yaml files against the schema, their notebooks and each other.

@@ -101,9 +101,7 @@ def map_cells(spec: dict[str, Any], notebook: Notebook, findings: Findings) -> C
         cellmap.sections[role] = sorted(positions)
     for role, positions in cellmap.sections.items():
         if role.startswith("step:") and all(notebook.cell(p).is_blank for p in positions):
-            index = next(
-                i for i, s in enumerate(spec["steps"]) if step_role(s["name"]) == role
-            )
+            index = next(i for i, s in enumerate(spec["steps"]) if step_role(s["name"]) == role)
             field = f"spec.steps[{index}].cells"
             if not any(
                 d.field.startswith(field) and d.severity is Severity.ERROR for d in findings.items

@@ -46,7 +46,9 @@ def check_steps(spec: dict[str, Any], findings: Findings, cellmap: CellMap | Non
                 findings.error(path, "bad-after", f"step `{target}` cannot run after itself")
             elif target not in first_at:
                 hint = did_you_mean(target, names)
-                findings.error(path, "unknown-step", f"`after` names an unknown step `{target}`{hint}")
+                findings.error(
+                    path, "unknown-step", f"`after` names an unknown step `{target}`{hint}"
+                )
             else:
                 graph[step["name"]].append(target)
     cycle = _find_cycle(graph)
@@ -174,13 +176,19 @@ def check_metrics(
         name = metric["name"]
         if name in seen:
             line = findings.line(("spec", "metrics", seen[name]))
-            findings.error((*path, "name"), "duplicate-metric", f"duplicate metric `{name}` (first on line {line})")
+            findings.error(
+                (*path, "name"),
+                "duplicate-metric",
+                f"duplicate metric `{name}` (first on line {line})",
+            )
             continue
         seen[name] = index
         variable = metric.get("variable", name)
         step = metric.get("step")
         if step is not None and step not in steps:
-            findings.error((*path, "step"), "unknown-step", f"unknown step `{step}`{did_you_mean(step, steps)}")
+            findings.error(
+                (*path, "step"), "unknown-step", f"unknown step `{step}`{did_you_mean(step, steps)}"
+            )
             continue
         if defined is None:
             continue
@@ -201,7 +209,8 @@ def check_metrics(
             findings.error(
                 (*path, "variable" if "variable" in metric else "name"),
                 "undefined-metric",
-                f"no step defines the metric variable `{variable}`{did_you_mean(variable, everything)}",
+                f"no step defines the metric variable `{variable}`"
+                f"{did_you_mean(variable, everything)}",
             )
             continue
         reporters[name] = candidates[-1]
@@ -216,7 +225,11 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
                 continue
             path = ("spec", "steps", index, "resources", kind)
             value = resources[kind]
-            request, limit = (value.get("request"), value.get("limit")) if isinstance(value, dict) else (value, None)
+            request, limit = (
+                (value.get("request"), value.get("limit"))
+                if isinstance(value, dict)
+                else (value, None)
+            )
             req_q = parse_quantity(request) if request is not None else None
             lim_q = parse_quantity(limit) if limit is not None else None
             if req_q is not None and lim_q is not None and req_q > lim_q:
@@ -235,7 +248,11 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
                     break
         timeout = step.get("timeout")
         if timeout is not None and not parse_duration(timeout):
-            findings.error(("spec", "steps", index, "timeout"), "invalid-value", "timeout must be longer than zero")
+            findings.error(
+                ("spec", "steps", index, "timeout"),
+                "invalid-value",
+                "timeout must be longer than zero",
+            )
 
 
 def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
@@ -244,7 +261,9 @@ def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
     for index, volume in enumerate(spec.get("volumes", [])):
         path = ("spec", "volumes", index)
         if volume["name"] in names:
-            findings.error((*path, "name"), "duplicate-volume", f"duplicate volume name `{volume['name']}`")
+            findings.error(
+                (*path, "name"), "duplicate-volume", f"duplicate volume name `{volume['name']}`"
+            )
         names.setdefault(volume["name"], index)
         mount = volume["mountPath"].rstrip("/") or "/"
         if mount in mounts:
@@ -281,7 +300,9 @@ def check_packages(spec: dict[str, Any], findings: Findings) -> None:
             try:
                 requirement = Requirement(text)
             except InvalidRequirement as exc:
-                findings.error((*path, j), "bad-package", f"`{text}` is not a pip requirement: {exc}")
+                findings.error(
+                    (*path, j), "bad-package", f"`{text}` is not a pip requirement: {exc}"
+                )
                 continue
             pinned = requirement.url is not None or any(
                 s.operator in ("==", "===") and "*" not in s.version for s in requirement.specifier
@@ -305,7 +326,9 @@ def _check_space(
     path = ("spec", "tuning", "parameters", name)
     default = parameter.default
     kind = space["type"]
-    expected = {"int": "int", "double": "float", "categorical": "str", "discrete": "int or float"}[kind]
+    expected = {"int": "int", "double": "float", "categorical": "str", "discrete": "int or float"}[
+        kind
+    ]
     type_ok = {
         "int": python_type(default) == "int",
         "double": python_type(default) in ("int", "float"),
@@ -323,7 +346,11 @@ def _check_space(
     if kind in ("int", "double"):
         low, high = space["min"], space["max"]
         if low >= high:
-            findings.error((*path, "max"), "tuning-bounds", f"`max` ({high}) must be greater than `min` ({low})")
+            findings.error(
+                (*path, "max"),
+                "tuning-bounds",
+                f"`max` ({high}) must be greater than `min` ({low})",
+            )
             return
         if not low <= default <= high:
             findings.error(
@@ -333,7 +360,11 @@ def _check_space(
             )
         step = space.get("step")
         if step is not None and step > high - low:
-            findings.error((*path, "step"), "tuning-bounds", f"`step` ({step}) is larger than the range {low}..{high}")
+            findings.error(
+                (*path, "step"),
+                "tuning-bounds",
+                f"`step` ({step}) is larger than the range {low}..{high}",
+            )
         if space.get("distribution") in ("logUniform", "logNormal") and low <= 0:
             findings.error(
                 (*path, "min"),
@@ -345,11 +376,14 @@ def _check_space(
     for j, value in enumerate(values):
         if kind == "discrete" and not _number(value):
             continue  # the schema reports it
-        if python_type(value) != python_type(default) and not (kind == "discrete" and _number(default)):
+        if python_type(value) != python_type(default) and not (
+            kind == "discrete" and _number(default)
+        ):
             findings.error(
                 (*path, "values", j),
                 "tuning-type",
-                f"value {value!r} is a {python_type(value)} but `{name}` is a {python_type(default)}",
+                f"value {value!r} is a {python_type(value)}"
+                f" but `{name}` is a {python_type(default)}",
             )
     if default not in values:
         findings.error(
@@ -359,7 +393,9 @@ def _check_space(
         )
 
 
-def check_tuning(spec: dict[str, Any], findings: Findings, parameters: list[Parameter] | None) -> None:
+def check_tuning(
+    spec: dict[str, Any], findings: Findings, parameters: list[Parameter] | None
+) -> None:
     tuning = spec.get("tuning")
     if tuning is None:
         return
@@ -396,17 +432,24 @@ def check_tuning(spec: dict[str, Any], findings: Findings, parameters: list[Para
                 findings.error(
                     ("spec", "tuning", key),
                     "tuning-counts",
-                    f"`{key}` ({tuning[key]}) is more than `maxTrials` ({maximum}); Katib rejects that",
+                    f"`{key}` ({tuning[key]}) is more than `maxTrials` ({maximum});"
+                    " Katib rejects that",
                 )
     algorithm = tuning["algorithm"]["name"]
     spaces = tuning["parameters"]
     for name, space in spaces.items():
         path = ("spec", "tuning", "parameters", name)
         if algorithm == "grid" and space["type"] == "double" and "step" not in space:
-            findings.error(path, "tuning-grid", f"the grid algorithm needs a `step` for double parameter `{name}`")
+            findings.error(
+                path,
+                "tuning-grid",
+                f"the grid algorithm needs a `step` for double parameter `{name}`",
+            )
         if algorithm == "cmaes" and space["type"] in ("categorical", "discrete"):
             findings.error(
-                (*path, "type"), "tuning-algorithm", f"cmaes tunes only int and double parameters, not {space['type']}"
+                (*path, "type"),
+                "tuning-algorithm",
+                f"cmaes tunes only int and double parameters, not {space['type']}",
             )
     if algorithm == "hyperband":
         resource = tuning["algorithm"].get("settings", {}).get("resource_name")
@@ -414,7 +457,8 @@ def check_tuning(spec: dict[str, Any], findings: Findings, parameters: list[Para
             findings.error(
                 ("spec", "tuning", "algorithm"),
                 "tuning-algorithm",
-                "hyperband needs `settings.resource_name` naming a tuned parameter (the budget, e.g. epochs)",
+                "hyperband needs `settings.resource_name` naming a tuned parameter"
+                " (the budget, e.g. epochs)",
             )
     if parameters is None:
         return

@@ -15,7 +15,9 @@ class Findings:
     positions: Positions
     items: list[Diagnostic] = field(default_factory=list)
 
-    def add(self, severity: Severity, path: Path, code: str, message: str, *, key: bool = False) -> None:
+    def add(
+        self, severity: Severity, path: Path, code: str, message: str, *, key: bool = False
+    ) -> None:
         pos = self.positions.of(path, key=key)
         self.items.append(
             Diagnostic(severity, code, message, self.file, pos.line, pos.column, field_name(path))

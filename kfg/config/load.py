@@ -25,7 +25,17 @@ from kfg.yamlsource import MAX_BYTES, Positions, YamlError, load
 
 CONFIG_NAMES = ("kale.yaml", "kale.yml")
 CONFIG_SUFFIXES = (".kale.yaml", ".kale.yml")
-SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".kfg", ".tox", "build", "dist"}
+SKIPPED_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".kfg",
+    ".tox",
+    "build",
+    "dist",
+}
 
 
 @dataclass
@@ -82,7 +92,11 @@ def find_config_files(paths: Iterable[Path]) -> Iterator[Path]:
 def _read_text(path: Path, findings: Findings) -> str | None:
     try:
         if path.stat().st_size > MAX_BYTES:
-            findings.error((), "too-large", f"file larger than {MAX_BYTES // 1024} KiB; kale.yaml files are small")
+            findings.error(
+                (),
+                "too-large",
+                f"file larger than {MAX_BYTES // 1024} KiB; kale.yaml files are small",
+            )
             return None
         raw = path.read_bytes()
     except OSError as exc:
@@ -93,7 +107,13 @@ def _read_text(path: Path, findings: Findings) -> str | None:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         findings.items.append(
-            Diagnostic(Severity.ERROR, "not-utf8", f"not UTF-8 text (byte {exc.start})", findings.file, line)
+            Diagnostic(
+                Severity.ERROR,
+                "not-utf8",
+                f"not UTF-8 text (byte {exc.start})",
+                findings.file,
+                line,
+            )
         )
         return None
 
@@ -116,9 +136,15 @@ def _locate_notebook(
         )
         return None
     if not candidate.is_file():
-        siblings = [p.name for p in candidate.parent.glob("*.ipynb")] if candidate.parent.is_dir() else []
+        siblings = (
+            [p.name for p in candidate.parent.glob("*.ipynb")] if candidate.parent.is_dir() else []
+        )
         reason = "is a directory" if candidate.is_dir() else "does not exist"
-        findings.error(path, "notebook-missing", f"notebook `{relative}` {reason}{did_you_mean(candidate.name, siblings)}")
+        findings.error(
+            path,
+            "notebook-missing",
+            f"notebook `{relative}` {reason}{did_you_mean(candidate.name, siblings)}",
+        )
         return None
     try:
         return read_notebook(candidate)
@@ -133,7 +159,11 @@ def _locate_notebook(
                 exc.column,
             )
         )
-        findings.error(path, "not-a-notebook", f"`{relative}` cannot be read as a notebook (see the error above)")
+        findings.error(
+            path,
+            "not-a-notebook",
+            f"`{relative}` cannot be read as a notebook (see the error above)",
+        )
         return None
 
 
@@ -174,7 +204,11 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
         return
     findings.positions = document.positions
     if not isinstance(document.data, dict):
-        findings.error((), "wrong-type", "expected a mapping (a NotebookPipeline object) at the top of the file")
+        findings.error(
+            (),
+            "wrong-type",
+            "expected a mapping (a NotebookPipeline object) at the top of the file",
+        )
         return
     findings.items.extend(schema.validate(document.data, document.positions, findings.file))
     if findings.failed:
@@ -194,11 +228,19 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     checks.check_volumes(spec, findings)
     checks.check_packages(spec, findings)
     parameters = checks.parameters_of(spec, notebook, cellmap, findings)
-    defined = checks.step_definitions(spec, notebook, cellmap, findings) if notebook and cellmap else None
+    defined = (
+        checks.step_definitions(spec, notebook, cellmap, findings) if notebook and cellmap else None
+    )
     reporters = checks.check_metrics(spec, findings, defined)
     checks.check_tuning(spec, findings, parameters)
 
-    if findings.failed or result.diagnostics or notebook is None or cellmap is None or parameters is None:
+    if (
+        findings.failed
+        or result.diagnostics
+        or notebook is None
+        or cellmap is None
+        or parameters is None
+    ):
         return
     result.pipeline = build(
         data,

@@ -73,7 +73,9 @@ def resolve(ref: CellRef, notebook: Notebook) -> list[int]:
     hits = [c.position for c in notebook.cells if ref.key in c.tags]
     if not hits:
         tags = sorted({t for c in notebook.cells for t in c.tags})
-        raise CellRefError(f"no cell of {name} carries tag `{ref.key}`{did_you_mean(ref.key, tags)}")
+        raise CellRefError(
+            f"no cell of {name} carries tag `{ref.key}`{did_you_mean(ref.key, tags)}"
+        )
     return hits
 
 

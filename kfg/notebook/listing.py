@@ -31,20 +31,31 @@ def rows(notebook: Notebook, cellmap: CellMap | None) -> list[Row]:
         else:
             role = ""
         out.append(
-            Row(cell.position, cell.id or "", cell.cell_type, ",".join(cell.tags), role, cell.first_line)
+            Row(
+                cell.position,
+                cell.id or "",
+                cell.cell_type,
+                ",".join(cell.tags),
+                role,
+                cell.first_line,
+            )
         )
     return out
 
 
 def as_table(table: list[Row], width: int, with_step: bool) -> str:
-    headers = ["#", "id", "type", "tags", "step", "first line"] if with_step else [
-        "#", "id", "type", "tags", "first line"
-    ]
+    headers = (
+        ["#", "id", "type", "tags", "step", "first line"]
+        if with_step
+        else ["#", "id", "type", "tags", "first line"]
+    )
     cells = [
         [str(r.position), r.id, r.type, r.tags, *([r.step] if with_step else []), r.first_line]
         for r in table
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     for i in range(1, len(headers) - 1):
         widths[i] = min(widths[i], 24)
     lines = []

@@ -81,10 +81,12 @@ def parse_notebook(text: str, path: Path) -> Notebook:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NotebookError(f"not a notebook: invalid JSON ({exc.msg})", exc.lineno, exc.colno) from None
+        raise NotebookError(
+            f"not a notebook: invalid JSON ({exc.msg})", exc.lineno, exc.colno
+        ) from None
     except RecursionError:
         raise NotebookError("not a notebook: JSON nested too deeply") from None
-    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+    if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
         raise NotebookError("not a notebook: expected a JSON object with `cells`")
     version = raw.get("nbformat")
     if not isinstance(version, int) or isinstance(version, bool):
@@ -115,7 +117,14 @@ def parse_notebook(text: str, path: Path) -> Notebook:
         if cell_id is not None and not isinstance(cell_id, str):
             raise NotebookError(f"{where}: `id` must be a string")
         cells.append(
-            Cell(index, cell_type, _source(item.get("source", ""), where), cell_id, tuple(tags), metadata)
+            Cell(
+                index,
+                cell_type,
+                _source(item.get("source", ""), where),
+                cell_id,
+                tuple(tags),
+                metadata,
+            )
         )
     metadata = raw.get("metadata", {})
     minor = raw.get("nbformat_minor", 0)

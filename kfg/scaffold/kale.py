@@ -73,7 +73,13 @@ class _Translation:
             elif kind == "image":
                 settings["image"] = rest
             elif kind == "cache":
-                settings["caching"] = rest.strip().lower() not in ("false", "no", "off", "0", "disabled")
+                settings["caching"] = rest.strip().lower() not in (
+                    "false",
+                    "no",
+                    "off",
+                    "0",
+                    "disabled",
+                )
             elif kind == "secret":
                 parts = rest.split(":")
                 if len(parts) < 2 or not all(parts):
@@ -98,7 +104,9 @@ class _Translation:
             except ValueError:
                 self.notes.append(f"{where}: GPU limit `{value}` is not a whole number; left out")
         else:
-            self.notes.append(f"{where}: limit on `{resource}` has no kale.yaml equivalent; left out")
+            self.notes.append(
+                f"{where}: limit on `{resource}` has no kale.yaml equivalent; left out"
+            )
         if not resources:
             del settings["resources"]
 
@@ -121,7 +129,10 @@ class _Translation:
             return special
         if step_tags:
             if len(step_tags) > 1:
-                self.notes.append(f"{where}: several step tags; using `{step_tags[0]}` as Kale does not allow more")
+                self.notes.append(
+                    f"{where}: several step tags; using `{step_tags[0]}`"
+                    " as Kale does not allow more"
+                )
             name = self.step_name(step_tags[0])
             step = self.steps.setdefault(name, {"name": name, "cells": []})
             step["cells"].append(cell.position)
@@ -129,8 +140,10 @@ class _Translation:
                 if tag.startswith("prev:"):
                     after = step.setdefault("after", [])
                     prev = tag[5:]
-                    if prev not in self.names:
-                        self.notes.append(f"{where}: `prev:{prev}` names a step not defined above it; left out")
+                    if prev not in self.names or self.names[prev] == name:
+                        self.notes.append(
+                            f"{where}: `prev:{prev}` names no step defined above it; left out"
+                        )
                     elif self.names[prev] not in after:
                         after.append(self.names[prev])
             for key, value in self._settings(list(cell.tags), where).items():
@@ -143,7 +156,10 @@ class _Translation:
             return f"step:{name}"
         if previous is None:
             self.skip.append(cell.position)
-            self.notes.append(f"{where}: untagged and before any tagged cell, so Kale leaves it out; listed in skip")
+            self.notes.append(
+                f"{where}: untagged and before any tagged cell, so Kale leaves it out;"
+                " listed in skip"
+            )
             return None
         if previous.startswith("step:"):
             self.steps[previous[5:]]["cells"].append(cell.position)
@@ -159,7 +175,9 @@ class _Translation:
         for position in self.metric_cells:
             tree = parse_cell(self.notebook.cell(position).source)
             if not isinstance(tree, ast.Module):
-                self.notes.append(f"cell {position}: pipeline-metrics cell does not parse; no metrics read")
+                self.notes.append(
+                    f"cell {position}: pipeline-metrics cell does not parse; no metrics read"
+                )
                 continue
             for statement in tree.body:
                 call = statement.value if isinstance(statement, ast.Expr) else None
@@ -186,14 +204,26 @@ class _Translation:
             return None, []
         params: list[Parameter] = []
         for position in cells:
-            params.extend(parse_parameters(self.notebook.cell(position).source)[0])
+            found, problems = parse_parameters(self.notebook.cell(position).source)
+            params.extend(found)
+            for problem in problems:
+                self.notes.append(
+                    f"cell {position}, line {problem.line}: pipeline-parameters: {problem.message}"
+                )
+        if not params:
+            self.notes.append(
+                f"the pipeline-parameters cells {cells} assign no parameters; left out"
+            )
+            return None, []
         code_between = [
             c.position
             for c in self.notebook.cells[cells[0] - 1 : cells[-1]]
             if c.is_code and not c.is_blank
         ]
         if all(p in cells for p in code_between):
-            ref: int | str = compress(cells)[0] if len(compress(cells)) == 1 else f"{cells[0]}-{cells[-1]}"
+            ref: int | str = (
+                compress(cells)[0] if len(compress(cells)) == 1 else f"{cells[0]}-{cells[-1]}"
+            )
         elif all("pipeline-parameters" in self.notebook.cell(p).tags for p in cells):
             ref = "tag:pipeline-parameters"
         else:
@@ -231,7 +261,9 @@ def _tuning(
         name, kind = raw.get("name"), raw.get("parameterType")
         space = raw.get("feasibleSpace") or {}
         if name not in known:
-            notes.append(f"katib_metadata: `{name}` is not a pipeline parameter; left out of tuning")
+            notes.append(
+                f"katib_metadata: `{name}` is not a pipeline parameter; left out of tuning"
+            )
             continue
         try:
             if kind in ("int", "double"):
@@ -246,7 +278,9 @@ def _tuning(
                 entry = {"type": kind, "values": [str(v) for v in space["list"]]}
             elif kind == "discrete":
                 entry = {"type": kind, "values": [_number(v, False) for v in space["list"]]}
-                if all(float(v).is_integer() for v in entry["values"]) and isinstance(known[name].default, int):
+                if all(float(v).is_integer() for v in entry["values"]) and isinstance(
+                    known[name].default, int
+                ):
                     entry["values"] = [int(v) for v in entry["values"]]
             else:
                 notes.append(f"katib_metadata: `{name}` has unknown type `{kind}`; left out")
@@ -257,7 +291,9 @@ def _tuning(
         spaces[name] = entry
     if not spaces:
         return None
-    algorithm: dict[str, Any] = {"name": (katib.get("algorithm") or {}).get("algorithmName", "random")}
+    algorithm: dict[str, Any] = {
+        "name": (katib.get("algorithm") or {}).get("algorithmName", "random")
+    }
     settings = {
         s["name"]: s["value"]
         for s in (katib.get("algorithm") or {}).get("algorithmSettings") or []
@@ -295,9 +331,14 @@ def _volumes(raw: list[Any], notes: list[str]) -> list[dict[str, Any]]:
             "mountPath": item["mount_point"],
         }
         if item.get("type") == "new_pvc":
-            notes.append(f"volume `{item['name']}`: Kale created this claim; kfg mounts existing claims, so create `{claim}` first")
+            notes.append(
+                f"volume `{item['name']}`: Kale created this claim; kfg mounts existing"
+                f" claims, so create `{claim}` first"
+            )
         if item.get("snapshot"):
-            volume["snapshot"] = {"version": dns_label(str(item.get("snapshot_name") or "v1"), fallback="v1")}
+            volume["snapshot"] = {
+                "version": dns_label(str(item.get("snapshot_name") or "v1"), fallback="v1")
+            }
         volumes.append(volume)
     return volumes
 

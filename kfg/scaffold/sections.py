@@ -6,6 +6,7 @@ import ast
 import re
 from typing import Any
 
+from kfg.analysis.parameters import parse_parameters
 from kfg.analysis.source import parse_cell
 from kfg.names import dns_label, unique
 from kfg.notebook.reader import Cell, Notebook
@@ -25,8 +26,21 @@ def _is_setup(cell: Cell) -> bool:
     tree = parse_cell(cell.source)
     if not isinstance(tree, ast.Module) or not tree.body:
         return False
-    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    return all(isinstance(s, allowed) or isinstance(s, ast.Pass) for s in tree.body)
+    allowed = (
+        ast.Import,
+        ast.ImportFrom,
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.Pass,
+    )
+    return all(isinstance(s, allowed) for s in tree.body)
+
+
+def _is_literal(cell: Cell) -> bool:
+    """A papermill `parameters` cell kfg can read: literal assignments only."""
+    params, problems = parse_parameters(cell.source)
+    return bool(params) and not problems
 
 
 def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
@@ -43,7 +57,7 @@ def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
             continue
         if not cell.is_code or cell.is_blank:
             continue
-        if "parameters" in cell.tags and not parameters:
+        if "parameters" in cell.tags and not parameters and _is_literal(cell):
             parameters.append(cell.position)
             continue
         if _is_setup(cell) and (current is None or not current["cells"]):
@@ -57,7 +71,9 @@ def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
     if not steps:
         if not notebook.code_cells:
             notes.append("the notebook has no code cells; add some, then list them in a step")
-        code = [c.position for c in notebook.code_cells if not c.is_blank and c.position not in prelude]
+        code = [
+            c.position for c in notebook.code_cells if not c.is_blank and c.position not in prelude
+        ]
         steps = [{"name": "main", "cells": code or prelude[-1:]}]
         if not code and prelude:
             prelude = prelude[:-1]

@@ -32,7 +32,12 @@ _Dumper.add_representer(str, _represent_str)
 
 def dump(data: Any) -> str:
     return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=None,
+        width=100,
+        allow_unicode=True,
     )
 
 

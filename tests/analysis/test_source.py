@@ -50,7 +50,10 @@ def test_python_cell_magics_keep_their_body() -> None:
         ("if c:\n    a = 1\nelse:\n    b = 2", {"a", "b"}),
         ("f = lambda q: q", {"f"}),
         ("df.x = 1\nd['k'] = 2", set()),
-        ("match v:\n    case [a, *rest]:\n        pass\n    case {'k': b, **others}:\n        pass", {"a", "rest", "b", "others"}),
+        (
+            "match v:\n    case [a, *rest]:\n        pass\n    case {'k': b, **others}:\n        pass",
+            {"a", "rest", "b", "others"},
+        ),
     ],
 )
 def test_bound_names(code: str, expected: set[str]) -> None:

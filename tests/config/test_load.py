@@ -27,7 +27,11 @@ def test_wine_model() -> None:
     assert p.step("features").cells == (13, 14)
     assert p.prelude == (2, 3) and p.skip == (8, 9) and p.parameter_cells == (5,)
     assert {x.name: x.default for x in p.parameters} == {
-        "test_size": 0.25, "random_state": 42, "n_estimators": 200, "max_depth": 6, "C": 1.0
+        "test_size": 0.25,
+        "random_state": 42,
+        "n_estimators": 200,
+        "max_depth": 6,
+        "C": 1.0,
     }
     forest = p.step("random-forest")
     assert forest.resources.cpu is not None and forest.resources.cpu.request == "2"
@@ -60,41 +64,189 @@ def _line_of(path: Path, text: str) -> int:
 
 
 CASES = [
-    ("cells: [7]", "cells: [23]", "cells: [23]", "bad-cell-ref", "cell 23 is out of range: wine.ipynb has 22 cells"),
+    (
+        "cells: [7]",
+        "cells: [23]",
+        "cells: [23]",
+        "bad-cell-ref",
+        "cell 23 is out of range: wine.ipynb has 22 cells",
+    ),
     ("cells: [7]", "cells: ['7-30']", "cells: ['7-30']", "bad-cell-ref", "cell 30 is out of range"),
-    ("cells: [7]", "cells: ['9-7']", "cells: ['9-7']", "bad-cell-ref", "runs backwards; write `7-9`"),
+    (
+        "cells: [7]",
+        "cells: ['9-7']",
+        "cells: ['9-7']",
+        "bad-cell-ref",
+        "runs backwards; write `7-9`",
+    ),
     ("cells: [7]", "cells: [id:lod]", "cells: [id:lod]", "bad-cell-ref", "did you mean `load`?"),
-    ("cells: [7]", "cells: [tag:x]", "cells: [tag:x]", "bad-cell-ref", "no cell of wine.ipynb carries tag `x`"),
-    ("cells: [11]", "cells: [7]", "cells: [7]\n", "cell-claimed-twice", "cell 7 is listed already in step `load`"),
+    (
+        "cells: [7]",
+        "cells: [tag:x]",
+        "cells: [tag:x]",
+        "bad-cell-ref",
+        "no cell of wine.ipynb carries tag `x`",
+    ),
+    (
+        "cells: [11]",
+        "cells: [7]",
+        "cells: [7]\n",
+        "cell-claimed-twice",
+        "cell 7 is listed already in step `load`",
+    ),
     ("cells: [11]", "cells: [2]", "cells: [2]\n", "cell-claimed-twice", "already in the prelude"),
     ("cells: [7]", "cells: [7, 7]", "cells: [7, 7]", "cell-claimed-twice", "listed again"),
     ("cells: [7]", "cells: [6]", "cells: [6]", "empty-step", "step `load` has no code to run"),
-    ("- name: svm", "- name: load", "- name: load\n", "duplicate-step", "duplicate step name `load` (first used on line"),
-    ("cells: [18]", "cells: [18]\n      after: [forrest]", "after: [forrest]", "unknown-step", "unknown step `forrest`"),
-    ("cells: [18]", "cells: [18]\n      after: [random-forrest]", "after: [random-forrest]", "unknown-step", "did you mean `random-forest`?"),
-    ("cells: [18]", "cells: [18]\n      after: [svm]", "after: [svm]", "bad-after", "cannot run after itself"),
-    ("cells: [11]", "cells: [11]\n      after: [features]", "after: [features]", "cycle", "preprocess -> features -> preprocess"),
-    ("cells: [7]", "cells: [12]", "cells: [7]", "step-order", "step `preprocess` starts at cell 7, before step `load`"),
-    ("skip: [\"8-9\"]", "skip: [9]", "steps:", "unassigned-cell", "code cell 8 (`raw.describe().T`) is in no step"),
-    ("variable: acc_forest", "variable: acc_forst", "acc_forst", "undefined-metric", "did you mean `acc_forest`?"),
-    ("{name: svm-accuracy, variable: acc_svm}", "{name: svm-accuracy, variable: acc_svm, step: load}", "svm-accuracy", "undefined-metric", "step `load` does not define `acc_svm`"),
-    ("{name: svm-accuracy, variable: acc_svm}", "{name: svm-accuracy, variable: acc_svm, step: smv}", "svm-accuracy", "unknown-step", "did you mean `svm`?"),
-    ("{name: svm-accuracy,", "{name: logreg-accuracy,", "variable: acc_svm", "duplicate-metric", "duplicate metric `logreg-accuracy`"),
-    ("memory: 2Gi", "memory: {request: 4Gi, limit: 2Gi}", "memory:", "request-above-limit", "memory request 4Gi is more than its limit 2Gi"),
+    (
+        "- name: svm",
+        "- name: load",
+        "- name: load\n",
+        "duplicate-step",
+        "duplicate step name `load` (first used on line",
+    ),
+    (
+        "cells: [18]",
+        "cells: [18]\n      after: [forrest]",
+        "after: [forrest]",
+        "unknown-step",
+        "unknown step `forrest`",
+    ),
+    (
+        "cells: [18]",
+        "cells: [18]\n      after: [random-forrest]",
+        "after: [random-forrest]",
+        "unknown-step",
+        "did you mean `random-forest`?",
+    ),
+    (
+        "cells: [18]",
+        "cells: [18]\n      after: [svm]",
+        "after: [svm]",
+        "bad-after",
+        "cannot run after itself",
+    ),
+    (
+        "cells: [11]",
+        "cells: [11]\n      after: [features]",
+        "after: [features]",
+        "cycle",
+        "preprocess -> features -> preprocess",
+    ),
+    (
+        "cells: [7]",
+        "cells: [12]",
+        "cells: [7]",
+        "step-order",
+        "step `preprocess` starts at cell 7, before step `load`",
+    ),
+    (
+        'skip: ["8-9"]',
+        "skip: [9]",
+        "steps:",
+        "unassigned-cell",
+        "code cell 8 (`raw.describe().T`) is in no step",
+    ),
+    (
+        "variable: acc_forest",
+        "variable: acc_forst",
+        "acc_forst",
+        "undefined-metric",
+        "did you mean `acc_forest`?",
+    ),
+    (
+        "{name: svm-accuracy, variable: acc_svm}",
+        "{name: svm-accuracy, variable: acc_svm, step: load}",
+        "svm-accuracy",
+        "undefined-metric",
+        "step `load` does not define `acc_svm`",
+    ),
+    (
+        "{name: svm-accuracy, variable: acc_svm}",
+        "{name: svm-accuracy, variable: acc_svm, step: smv}",
+        "svm-accuracy",
+        "unknown-step",
+        "did you mean `svm`?",
+    ),
+    (
+        "{name: svm-accuracy,",
+        "{name: logreg-accuracy,",
+        "variable: acc_svm",
+        "duplicate-metric",
+        "duplicate metric `logreg-accuracy`",
+    ),
+    (
+        "memory: 2Gi",
+        "memory: {request: 4Gi, limit: 2Gi}",
+        "memory:",
+        "request-above-limit",
+        "memory request 4Gi is more than its limit 2Gi",
+    ),
     ("memory: 2Gi", "memory: 2", "memory:", "tiny-memory", "means 2 bytes"),
-    ("packages: [pandas==2.2.3, scikit-learn==1.5.2]", "packages: [pandas, 'scikit-learn==1.5.2']", "packages:", "unpinned-package", "`pandas` is not pinned"),
-    ("packages: [pandas==2.2.3, scikit-learn==1.5.2]", "packages: ['pandas=>2', 'scikit-learn==1.5.2']", "packages:", "bad-package", "is not a pip requirement"),
-    ("notebook: wine.ipynb", "notebook: wnie.ipynb", "notebook:", "notebook-missing", "does not exist; did you mean `wine.ipynb`?"),
-    ("notebook: wine.ipynb", "notebook: ../outside.ipynb", "notebook:", "notebook-outside-repo", "resolves outside the repository"),
-    ("notebook: wine.ipynb", "notebook: /abs/wine.ipynb", "notebook:", "notebook-path", "must be relative"),
-    ("parameters: {cell: 5}", "parameters: {cell: 4}", "parameters:", "not-code", "cell 4 is a markdown cell"),
-    ("parameters: {cell: 5}", "parameters: {cell: 7}", "parameters:", "bad-parameter", "`raw = load_wine(as_frame=True).frame`"),
-    ("parameters: {cell: 5}", "parameters: {values: {class: 1}}", "values: {class", "bad-parameter", "is a Python keyword"),
+    (
+        "packages: [pandas==2.2.3, scikit-learn==1.5.2]",
+        "packages: [pandas, 'scikit-learn==1.5.2']",
+        "packages:",
+        "unpinned-package",
+        "`pandas` is not pinned",
+    ),
+    (
+        "packages: [pandas==2.2.3, scikit-learn==1.5.2]",
+        "packages: ['pandas=>2', 'scikit-learn==1.5.2']",
+        "packages:",
+        "bad-package",
+        "is not a pip requirement",
+    ),
+    (
+        "notebook: wine.ipynb",
+        "notebook: wnie.ipynb",
+        "notebook:",
+        "notebook-missing",
+        "does not exist; did you mean `wine.ipynb`?",
+    ),
+    (
+        "notebook: wine.ipynb",
+        "notebook: ../outside.ipynb",
+        "notebook:",
+        "notebook-outside-repo",
+        "resolves outside the repository",
+    ),
+    (
+        "notebook: wine.ipynb",
+        "notebook: /abs/wine.ipynb",
+        "notebook:",
+        "notebook-path",
+        "must be relative",
+    ),
+    (
+        "parameters: {cell: 5}",
+        "parameters: {cell: 4}",
+        "parameters:",
+        "not-code",
+        "cell 4 is a markdown cell",
+    ),
+    (
+        "parameters: {cell: 5}",
+        "parameters: {cell: 7}",
+        "parameters:",
+        "bad-parameter",
+        "`raw = load_wine(as_frame=True).frame`",
+    ),
+    (
+        "parameters: {cell: 5}",
+        "parameters: {values: {class: 1}}",
+        "values: {class",
+        "bad-parameter",
+        "is a Python keyword",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "where", "code", "fragment"), CASES, ids=[c[3] + ":" + c[1][:30] for c in CASES])
-def test_semantic_checks(wine: Path, old: str, new: str, where: str, code: str, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "where", "code", "fragment"), CASES, ids=[c[3] + ":" + c[1][:30] for c in CASES]
+)
+def test_semantic_checks(
+    wine: Path, old: str, new: str, where: str, code: str, fragment: str
+) -> None:
     _edit(wine, old, new)
     if code == "cycle":
         _edit(wine, '["13-14"]', '["13-14"]\n      after: [preprocess]')
@@ -113,7 +265,9 @@ def test_a_syntax_error_in_a_step_names_step_cell_and_line(tmp_path: Path) -> No
     (tmp_path / ".git").mkdir()
     write_notebook(tmp_path / "n.ipynb", [("code", "x = 1\ny = (\n")])
     cfg = tmp_path / "kale.yaml"
-    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n")
+    cfg.write_text(
+        "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n"
+    )
     (d,) = load_pipeline(cfg).diagnostics
     assert (d.code, d.line) == ("syntax-error", 6)
     assert d.message.startswith("step `a`: cell 1, line 2:")
@@ -124,7 +278,9 @@ def test_ipython_syntax_does_not_break_checks(tmp_path: Path) -> None:
     cells = [("code", "%matplotlib inline\n!pip install x\nfiles = !ls\nacc = 1\nacc?")]
     write_notebook(tmp_path / "n.ipynb", [*cells, ("code", "%%bash\necho hi")])
     cfg = tmp_path / "kale.yaml"
-    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1, 2]}]\n  metrics: [{name: acc}]\n")
+    cfg.write_text(
+        "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1, 2]}]\n  metrics: [{name: acc}]\n"
+    )
     assert load_pipeline(cfg).diagnostics == []
 
 
@@ -132,9 +288,14 @@ def test_not_a_notebook_is_reported_in_the_notebook_file(tmp_path: Path) -> None
     (tmp_path / ".git").mkdir()
     (tmp_path / "n.ipynb").write_text('{"cells": [\n  oops\n]}')
     cfg = tmp_path / "kale.yaml"
-    cfg.write_text("apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n")
+    cfg.write_text(
+        "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n"
+    )
     found = load_pipeline(cfg).diagnostics
-    assert {(d.file.endswith("n.ipynb"), d.line, d.code) for d in found} == {(True, 2, "not-a-notebook"), (False, 5, "not-a-notebook")}
+    assert {(d.file.endswith("n.ipynb"), d.line, d.code) for d in found} == {
+        (True, 2, "not-a-notebook"),
+        (False, 5, "not-a-notebook"),
+    }
 
 
 TUNING = """  tuning:
@@ -149,23 +310,70 @@ TUNING = """  tuning:
 
 TUNING_CASES = [
     ("random", "n_estimators: {type: int, min: 50, max: 500, step: 50}", None, None),
-    ("random", "n_estimatros: {type: int, min: 50, max: 500}", "unknown-parameter", "did you mean `n_estimators`?"),
+    (
+        "random",
+        "n_estimatros: {type: int, min: 50, max: 500}",
+        "unknown-parameter",
+        "did you mean `n_estimators`?",
+    ),
     ("random", "n_estimators: {type: double, min: 50, max: 500}", None, None),
     ("random", "C: {type: int, min: 1, max: 5}", "tuning-type", "defaults to 1.0 (float)"),
-    ("random", "n_estimators: {type: int, min: 500, max: 50}", "tuning-bounds", "must be greater than `min`"),
-    ("random", "n_estimators: {type: int, min: 10, max: 100}", "tuning-bounds", "(200) lies outside [10, 100]"),
-    ("random", "n_estimators: {type: int, min: 50, max: 500, step: 1000}", "tuning-bounds", "larger than the range"),
-    ("random", "C: {type: double, min: 0, max: 5, distribution: logUniform}", "tuning-bounds", "needs `min` greater than 0"),
-    ("random", "n_estimators: {type: discrete, values: [100, 300]}", "tuning-bounds", "(200) is not one of the values"),
-    ("random", "n_estimators: {type: categorical, values: [a, b]}", "tuning-type", "`categorical` search space cannot tune"),
+    (
+        "random",
+        "n_estimators: {type: int, min: 500, max: 50}",
+        "tuning-bounds",
+        "must be greater than `min`",
+    ),
+    (
+        "random",
+        "n_estimators: {type: int, min: 10, max: 100}",
+        "tuning-bounds",
+        "(200) lies outside [10, 100]",
+    ),
+    (
+        "random",
+        "n_estimators: {type: int, min: 50, max: 500, step: 1000}",
+        "tuning-bounds",
+        "larger than the range",
+    ),
+    (
+        "random",
+        "C: {type: double, min: 0, max: 5, distribution: logUniform}",
+        "tuning-bounds",
+        "needs `min` greater than 0",
+    ),
+    (
+        "random",
+        "n_estimators: {type: discrete, values: [100, 300]}",
+        "tuning-bounds",
+        "(200) is not one of the values",
+    ),
+    (
+        "random",
+        "n_estimators: {type: categorical, values: [a, b]}",
+        "tuning-type",
+        "`categorical` search space cannot tune",
+    ),
     ("grid", "C: {type: double, min: 0.5, max: 5}", "tuning-grid", "needs a `step`"),
-    ("cmaes", "n_estimators: {type: discrete, values: [100, 200]}", "tuning-algorithm", "cmaes tunes only"),
-    ("hyperband", "n_estimators: {type: int, min: 50, max: 500}", "tuning-algorithm", "resource_name"),
+    (
+        "cmaes",
+        "n_estimators: {type: discrete, values: [100, 200]}",
+        "tuning-algorithm",
+        "cmaes tunes only",
+    ),
+    (
+        "hyperband",
+        "n_estimators: {type: int, min: 50, max: 500}",
+        "tuning-algorithm",
+        "resource_name",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("algorithm", "space", "code", "fragment"), TUNING_CASES)
-def test_tuning_checks(wine: Path, algorithm: str, space: str, code: str | None, fragment: str | None) -> None:
+def test_tuning_checks(
+    wine: Path, algorithm: str, space: str, code: str | None, fragment: str | None
+) -> None:
     wine.write_text(wine.read_text() + TUNING.replace("ALGO", algorithm).replace("SPACE", space))
     found = _found(wine)
     if code is None:
@@ -176,7 +384,9 @@ def test_tuning_checks(wine: Path, algorithm: str, space: str, code: str | None,
 
 def test_tuning_counts_and_objective(wine: Path) -> None:
     text = TUNING.replace("ALGO", "random").replace("SPACE", "C: {type: double, min: 0.1, max: 5}")
-    text = text.replace("parallelTrials: 2", "parallelTrials: 9").replace("forest-accuracy", "forest-acc")
+    text = text.replace("parallelTrials: 2", "parallelTrials: 9").replace(
+        "forest-accuracy", "forest-acc"
+    )
     wine.write_text(wine.read_text() + text)
     codes = {f[2]: f[3] for f in _found(wine)}
     assert "did you mean `forest-accuracy`?" in codes["unknown-metric"]
@@ -191,7 +401,13 @@ def test_warnings_alone_keep_the_file_valid(wine: Path) -> None:
 
 
 def test_find_config_files_skips_virtualenvs(tmp_path: Path) -> None:
-    for rel in ["a/kale.yaml", "b/train.kale.yaml", ".venv/x/kale.yaml", "node_modules/kale.yaml", "c/other.yaml"]:
+    for rel in [
+        "a/kale.yaml",
+        "b/train.kale.yaml",
+        ".venv/x/kale.yaml",
+        "node_modules/kale.yaml",
+        "c/other.yaml",
+    ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("")
     found = sorted(p.relative_to(tmp_path).as_posix() for p in find_config_files([tmp_path]))

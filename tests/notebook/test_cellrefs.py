@@ -18,7 +18,14 @@ NB = parse_notebook(
 
 @pytest.mark.parametrize(
     ("ref", "cells"),
-    [(2, [2]), ("2", [2]), ("2-4", [2, 3, 4]), (" 1 - 2 ", [1, 2]), ("id:c3", [3]), ("tag:x", [2, 4])],
+    [
+        (2, [2]),
+        ("2", [2]),
+        ("2-4", [2, 3, 4]),
+        (" 1 - 2 ", [1, 2]),
+        ("id:c3", [3]),
+        ("tag:x", [2, 4]),
+    ],
 )
 def test_resolve(ref: int | str, cells: list[int]) -> None:
     assert resolve(parse_ref(ref), NB) == cells
@@ -26,8 +33,13 @@ def test_resolve(ref: int | str, cells: list[int]) -> None:
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [(5, "cell 5 is out of range: n.ipynb has 4 cells"), ("3-9", "cell 9 is out of range"),
-     ("4-2", "runs backwards"), ("id:c9", "no cell of n.ipynb has id `c9`"), ("tag:z", "carries tag `z`")],
+    [
+        (5, "cell 5 is out of range: n.ipynb has 4 cells"),
+        ("3-9", "cell 9 is out of range"),
+        ("4-2", "runs backwards"),
+        ("id:c9", "no cell of n.ipynb has id `c9`"),
+        ("tag:z", "carries tag `z`"),
+    ],
 )
 def test_resolve_errors(ref: int | str, message: str) -> None:
     with pytest.raises(CellRefError, match=message):

@@ -41,7 +41,10 @@ def test_agrees_with_nbformat_on_the_examples() -> None:
         ('{"cells": [1], "nbformat": 4}', "cell 1 is not a JSON object"),
         ('{"cells": [{"cell_type": "x"}], "nbformat": 4}', "unknown cell_type"),
         ('{"cells": [{"cell_type": "code", "source": 3}], "nbformat": 4}', "`source` must be"),
-        ('{"cells": [{"cell_type": "code", "source": "", "metadata": {"tags": "a"}}], "nbformat": 4}', "tags"),
+        (
+            '{"cells": [{"cell_type": "code", "source": "", "metadata": {"tags": "a"}}], "nbformat": 4}',
+            "tags",
+        ),
         ("[" * 100_000, "nested too deeply"),
     ],
 )
@@ -67,9 +70,22 @@ def test_list_sources_are_joined() -> None:
     assert parse_notebook(json.dumps(raw), Path("x.ipynb")).cell(1).source == "a = 1\nb = 2"
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["cells", "nbformat", "cell_type", "source", "metadata", "tags", "id"]), inner, max_size=5),
-                    max_leaves=25))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["cells", "nbformat", "cell_type", "source", "metadata", "tags", "id"]
+                ),
+                inner,
+                max_size=5,
+            )
+        ),
+        max_leaves=25,
+    )
+)
 def test_any_json_reads_or_fails_cleanly(value: object) -> None:
     try:
         parse_notebook(json.dumps(value), Path("x.ipynb"))

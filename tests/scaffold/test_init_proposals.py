@@ -1,0 +1,201 @@
+"""`kfg init` proposals: faithful to Kale's tags, sensible without them, and always valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kfg.config.load import load_pipeline
+from kfg.notebook.reader import parse_notebook, read_notebook
+from kfg.scaffold import propose
+from kfg.scaffold.writer import to_yaml
+from tests.conftest import EXAMPLES
+from tests.notebooks import KALE_METADATA, KALE_TITANIC, notebook_json, write_notebook
+
+
+def _check(path: Path, data: dict[str, object]) -> list[str]:
+    text = to_yaml(data, schema_ref="x.json", header=["test"])
+    return [
+        f"{d.line}: {d.message}"
+        for d in load_pipeline(path, text=text).diagnostics
+        if d.severity.value == "error"
+    ]
+
+
+def test_kale_tags_translate_faithfully(tmp_path: Path) -> None:
+    nb = read_notebook(write_notebook(tmp_path / "titanic.ipynb", KALE_TITANIC, KALE_METADATA))
+    proposal = propose(nb)
+    spec = proposal.data["spec"]
+    assert proposal.data["metadata"]["name"] == "titanic-ml"
+    assert proposal.data["metadata"]["annotations"] == {"config.kubernetes.io/local-config": "true"}
+    assert spec["prelude"] == ["2-3"]
+    assert spec["skip"] == [6, 11]
+    assert spec["parameters"] == {"cell": 4}
+    steps = {s["name"]: s for s in spec["steps"]}
+    assert list(steps) == ["load-data", "feature-engineering", "random-forest", "svm"]
+    assert steps["load-data"]["cells"] == [5, 7]  # the untagged cell 7 joins the block above it
+    assert steps["feature-engineering"]["after"] == ["load-data"]
+    assert steps["feature-engineering"]["resources"] == {"memory": {"limit": "4Gi"}}
+    assert steps["feature-engineering"]["labels"] == {"app": "titanic", "team": "ml"}
+    forest = steps["random-forest"]
+    assert forest["resources"] == {"gpu": {"count": 1, "type": "nvidia.com/gpu"}}
+    assert forest["image"] == "pytorch/pytorch:2.5.1" and forest["caching"] is False
+    assert forest["secrets"] == [
+        {"secret": "s3-creds", "key": "AWS_KEY", "env": "AWS_ACCESS_KEY_ID"}
+    ]
+    assert steps["svm"]["annotations"] == {"example.com/owner": "ds"}
+    assert spec["metrics"] == [
+        {"name": "acc_forest", "variable": "acc_forest"},
+        {"name": "acc_svm", "variable": "acc_svm"},
+    ]
+    assert spec["volumes"] == [
+        {
+            "name": "titanic-data",
+            "claim": "titanic-data",
+            "mountPath": "/data",
+            "snapshot": {"version": "v2"},
+        }
+    ]
+    tuning = spec["tuning"]
+    assert tuning["objective"] == {"metric": "acc_forest", "type": "maximize", "goal": 0.99}
+    assert tuning["algorithm"] == {"name": "grid"}
+    assert (tuning["maxTrials"], tuning["parallelTrials"], tuning["maxFailedTrials"]) == (12, 3, 3)
+    assert tuning["parameters"] == {
+        "n_estimators": {"type": "int", "min": 50, "max": 200, "step": 50},
+        "learning_rate": {"type": "double", "min": 0.01, "max": 0.5, "step": 0.05},
+        "criterion": {"type": "categorical", "values": ["gini", "entropy"]},
+    }
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+
+
+def test_katib_parameters_that_are_not_pipeline_parameters_are_dropped_with_a_note(
+    tmp_path: Path,
+) -> None:
+    meta = {
+        "kubeflow_notebook": {
+            "katib_metadata": {
+                "objective": {"objectiveMetricName": "acc_forest", "type": "maximize"},
+                "algorithm": {
+                    "algorithmName": "random",
+                    "algorithmSettings": [{"name": "random_state", "value": "7"}],
+                },
+                "parameters": [
+                    {
+                        "name": "ghost",
+                        "parameterType": "int",
+                        "feasibleSpace": {"min": "1", "max": "2"},
+                    },
+                    {
+                        "name": "n_estimators",
+                        "parameterType": "discrete",
+                        "feasibleSpace": {"list": ["100", "200"]},
+                    },
+                ],
+            }
+        }
+    }
+    nb = read_notebook(write_notebook(tmp_path / "t.ipynb", KALE_TITANIC, meta))
+    proposal = propose(nb)
+    assert proposal.data["spec"]["tuning"]["parameters"] == {
+        "n_estimators": {"type": "discrete", "values": [100, 200]}
+    }
+    assert proposal.data["spec"]["tuning"]["algorithm"] == {
+        "name": "random",
+        "settings": {"random_state": "7"},
+    }
+    assert any("`ghost` is not a pipeline parameter" in n for n in proposal.notes)
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+
+
+def test_untagged_notebooks_get_one_step_per_section() -> None:
+    proposal = propose(read_notebook(EXAMPLES / "wine" / "wine.ipynb"))
+    spec = proposal.data["spec"]
+    assert spec["prelude"] == [2, 3]
+    assert [s["name"] for s in spec["steps"]] == [
+        "parameters",
+        "load-the-data",
+        "preprocess",
+        "feature-engineering",
+        "models",
+        "results",
+    ]
+    assert _check(EXAMPLES / "wine" / "kale.yaml", proposal.data) == []
+
+
+def test_papermill_parameters_tag_becomes_the_parameters_cell(tmp_path: Path) -> None:
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "p.ipynb",
+            [
+                ("code", "import os"),
+                ("code", "x = 1", ["parameters"]),
+                ("md", "## Go"),
+                ("code", "y = x"),
+            ],
+        )
+    )
+    spec = propose(nb).data["spec"]
+    assert spec["parameters"] == {"cell": 2}
+    assert spec["steps"] == [{"name": "go", "cells": [4]}]
+
+
+cells = st.lists(
+    st.tuples(
+        st.sampled_from(["code", "md"]),
+        st.sampled_from(
+            [
+                "import os",
+                "x = 1",
+                "y = x + 1",
+                "",
+                "## Section",
+                "## Section",
+                "# Title",
+                "def f():\n    return 1",
+                "print(x)",
+                "%time x = 2",
+                "z = (",
+            ]
+        ),
+        st.lists(
+            st.sampled_from(
+                [
+                    "skip",
+                    "imports",
+                    "functions",
+                    "pipeline-parameters",
+                    "pipeline-metrics",
+                    "step:a",
+                    "block:b_c",
+                    "prev:a",
+                    "limit:cpu:2",
+                    "parameters",
+                    "other",
+                ]
+            ),
+            max_size=2,
+        ),
+    ),
+    max_size=12,
+)
+
+
+@given(cells)
+def test_every_proposal_is_valid_or_says_why(
+    tmp_path_factory: object, generated: list[tuple[str, str, list[str]]]
+) -> None:
+    directory = Path(__import__("tempfile").mkdtemp())
+    (directory / ".git").mkdir()
+    path = directory / "n.ipynb"
+    path.write_text(notebook_json(generated))
+    nb = parse_notebook(path.read_text(), path)
+    proposal = propose(nb)
+    errors = _check(directory / "kale.yaml", proposal.data)
+    if errors:
+        # A proposal may only fail where the notebook itself is broken or empty.
+        broken = any("z = (" in c[1] for c in generated) or not any(
+            c[0] == "code" and c[1] for c in generated
+        )
+        assert broken or proposal.notes, errors
