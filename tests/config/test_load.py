@@ -418,3 +418,28 @@ def test_repository_root_is_the_git_top_level(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert repository_root(tmp_path / "a" / "b") == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    "text", ["pandas==2.2.3", "scikit-learn==1.5.2", "torch[cpu]==2.5.1", "a.b_c==1.0rc1"]
+)
+def test_plain_pins_pass_without_packaging(wine: Path, text: str) -> None:
+    _edit(wine, "packages: [pandas==2.2.3, scikit-learn==1.5.2]", f"packages: ['{text}']")
+    assert _found(wine) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pandas==2.*",
+        "pandas>=2",
+        "pandas",
+        "pandas @ https://x/p.whl",
+        "pandas==2; python_version<'3'",
+    ],
+)
+def test_other_requirements_go_through_packaging(wine: Path, text: str) -> None:
+    _edit(wine, "packages: [pandas==2.2.3, scikit-learn==1.5.2]", f'packages: ["{text}"]')
+    codes = [f[2] for f in _found(wine)]
+    assert codes in ([], ["unpinned-package"])
+    assert (codes == []) == (" @ " in text or "; " in text)
