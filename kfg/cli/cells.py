@@ -22,6 +22,7 @@ def command(
 ) -> None:
     """List every cell: position, id, type, tags, the step it belongs to, and its first line."""
     from kfg.config.load import config_for_notebook, display_path, is_config_file, load_pipeline
+    from kfg.diagnostics import Severity
     from kfg.notebook import listing
     from kfg.notebook.reader import NotebookError, read_notebook
     from kfg.report import text
@@ -41,7 +42,7 @@ def command(
         result = load_pipeline(config)
         notebook, cellmap = result.notebook, result.cellmap
         if not result.ok:
-            errors = [d for d in result.diagnostics if d.severity.value == "error"]
+            errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
             typer.echo(text(errors), err=True)
             typer.echo(
                 f"note: {display_path(config)} has {len(errors)} error(s); steps are shown as far"

@@ -31,7 +31,7 @@ def command(
     """
     from kfg import report
     from kfg.config.load import display_path, find_config_files, load_pipeline
-    from kfg.diagnostics import Severity
+    from kfg.diagnostics import Severity, has_errors
 
     if output_format not in report.FORMATS:
         usage_error(f"unknown --format `{output_format}`; use one of {', '.join(report.FORMATS)}")
@@ -47,9 +47,9 @@ def command(
 
     results = [load_pipeline(f, root=root) for f in files]
     diagnostics = [d for r in results for d in r.diagnostics]
+    valid = not has_errors(diagnostics, strict=strict)
     if strict:
         diagnostics = [dataclasses.replace(d, severity=Severity.ERROR) for d in diagnostics]
-    valid = not any(d.severity is Severity.ERROR for d in diagnostics)
 
     if output_format == "json":
         typer.echo(report.as_json(diagnostics, [r.display for r in results], valid))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kfg.diagnostics import Diagnostic, Severity
+from kfg.diagnostics import Diagnostic, Severity, has_errors
 from kfg.schema import field_name
 from kfg.yamlsource import Path, Positions
 
@@ -34,4 +34,4 @@ class Findings:
 
     @property
     def failed(self) -> bool:
-        return any(d.severity is Severity.ERROR for d in self.items)
+        return has_errors(self.items)

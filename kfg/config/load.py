@@ -19,7 +19,7 @@ from kfg.config import checks
 from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
 from kfg.config.model import Pipeline, build
-from kfg.diagnostics import Diagnostic, Severity, did_you_mean
+from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
 from kfg.notebook.reader import Notebook, NotebookError, read_notebook
 from kfg.yamlsource import MAX_BYTES, Positions, YamlError, load
 
@@ -50,7 +50,7 @@ class LoadResult:
 
     @property
     def ok(self) -> bool:
-        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+        return not has_errors(self.diagnostics)
 
 
 def display_path(path: Path) -> str:
