@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, init, schema, validate
+from kfg.cli import cells, graph, init, schema, validate
 
 app = typer.Typer(
     name="kfg",
@@ -42,6 +42,7 @@ app.command("validate")(validate.command)
 app.command("cells")(cells.command)
 app.command("init")(init.command)
 app.command("schema")(schema.command)
+app.command("graph")(graph.command)
 
 
 def main() -> None:

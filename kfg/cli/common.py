@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from kfg.config.load import LoadResult
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -34,3 +37,21 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_or_exit(path: Path, root: Path | None = None) -> LoadResult:
+    """A valid kale.yaml's load result; otherwise its findings on stderr and exit status 1.
+
+    Warnings are printed too, so commands that go on to produce output still show them.
+    """
+    from kfg.config.load import load_pipeline
+    from kfg.report import text
+
+    if not path.is_file():
+        usage_error(f"{path}: no such file")
+    result = load_pipeline(path, root=root)
+    if result.diagnostics:
+        typer.echo(text(result.diagnostics), err=True)
+    if not result.ok or result.pipeline is None or result.flow is None:
+        raise typer.Exit(EXIT_INVALID)
+    return result

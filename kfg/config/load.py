@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg import schema
+from kfg.analysis.dataflow import Flow, Problem, analyse
 from kfg.config import checks
 from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
@@ -47,6 +48,7 @@ class LoadResult:
     notebook: Notebook | None = None
     cellmap: CellMap | None = None
     pipeline: Pipeline | None = None
+    flow: Flow | None = None
 
     @property
     def ok(self) -> bool:
@@ -250,6 +252,20 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
         parameters=parameters,
         metric_steps=reporters,
     )
+    result.flow = analyse(result.pipeline, notebook)
+    steps = {s["name"]: i for i, s in enumerate(spec["steps"])}
+    for problem in result.flow.problems:
+        _report(problem, steps, findings)
+
+
+def _report(problem: Problem, steps: dict[str, int], findings: Findings) -> None:
+    """Data-flow problems are placed on the `cells` of the step (or the prelude) they are in."""
+    where = (
+        ("spec", "prelude")
+        if problem.step is None
+        else ("spec", "steps", steps[problem.step], "cells")
+    )
+    findings.add(problem.severity, where, problem.code, problem.message)
 
 
 def config_for_notebook(notebook: Path) -> Path | None:

@@ -1,0 +1,442 @@
+"""What a piece of notebook code does with names, in the order it does it.
+
+The data-flow analysis needs more than "which names does this cell bind": it needs the
+order of reads, bindings, in-place mutations and deletions at module scope, and for every
+function or class, the global names its body will read when it is called. Python's own
+scoping rules decide both, so they are followed exactly: function, lambda, class and
+comprehension bodies are their own scopes, class scopes are invisible to their methods,
+`global` and `nonlocal` move names out of a scope, and the walrus operator binds in the
+enclosing scope even inside a comprehension.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+# Methods that change their receiver in place. Calling one on an object another step
+# defined makes this step a new producer of that object. The list is deliberately about
+# the libraries notebooks use; `inplace=True` on any call counts as well.
+MUTATING_METHODS = frozenset(
+    {
+        # list, dict, set, bytearray, deque
+        "append",
+        "appendleft",
+        "extend",
+        "extendleft",
+        "insert",
+        "remove",
+        "pop",
+        "popleft",
+        "popitem",
+        "clear",
+        "sort",
+        "reverse",
+        "rotate",
+        "update",
+        "setdefault",
+        "add",
+        "discard",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+        # numpy
+        "fill",
+        "put",
+        "itemset",
+        "resize",
+        "setflags",
+        "partition",
+        # pandas (besides inplace=True; DataFrame.insert is listed above)
+        "set_axis",
+        # scikit-learn, Keras, PyTorch, XGBoost, LightGBM
+        "fit",
+        "partial_fit",
+        "fit_transform",
+        "fit_predict",
+        "set_params",
+        "set_output",
+        "compile",
+        "load_state_dict",
+        "train",
+        "eval",
+        "zero_grad",
+        "step",
+        "load_weights",
+        "set_weights",
+    }
+)
+
+
+class Kind(str, Enum):
+    READ = "read"
+    BIND = "bind"
+    MUTATE = "mutate"
+    DELETE = "delete"
+    STAR_IMPORT = "star-import"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Kind
+    name: str
+    line: int
+    # For BIND: what bound the name ("def", "class", "lambda", "import" or "value"),
+    # which decides how the value travels to another step.
+    how: str = "value"
+
+
+@dataclass
+class CodeFacts:
+    """The module-level name events of some code, and what its functions will read."""
+
+    events: list[Event] = field(default_factory=list)
+    # Global names a function's or class's body reads when it runs, by the name it is bound to.
+    needs: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _arg_names(args: ast.arguments) -> set[str]:
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    every += [a for a in (args.vararg, args.kwarg) if a is not None]
+    return {a.arg for a in every}
+
+
+class _Scope(ast.NodeVisitor):
+    """Collects the loads, stores and declarations of one function-like scope."""
+
+    def __init__(self) -> None:
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.declared: set[str] = set()  # global and nonlocal
+        self.nested: set[str] = set()  # free names of nested scopes
+        self.walrus: set[str] = set()
+
+    def free(self) -> set[str]:
+        local = self.stores - self.declared
+        return (self.loads | self.nested) - local
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.loads.add(node.id)
+        else:
+            self.stores.add(node.id)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.declared.update(node.names)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.declared.update(node.names)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.stores.add(alias.asname or alias.name.split(".")[0])
+
+    visit_ImportFrom = visit_Import
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.stores.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.stores.add(node.rest)
+        self.generic_visit(node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self.stores.add(node.target.id)
+            self.walrus.add(node.target.id)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.stores.add(node.name)
+        for expr in _evaluated_at_definition(node):
+            self.visit(expr)
+        self.nested |= function_free_names(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(expr)
+        self.nested |= function_free_names(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.stores.add(node.name)
+        for expr in [*node.bases, *(k.value for k in node.keywords), *node.decorator_list]:
+            self.visit(expr)
+        body, methods = class_free_names(node)
+        self.nested |= body | methods
+
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
+        self.visit(node.generators[0].iter)
+        free, walrus = comprehension_free_names(node)
+        self.nested |= free
+        self.stores |= walrus
+        self.walrus |= walrus
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_GeneratorExp = _comprehension
+    visit_DictComp = _comprehension
+
+
+def _evaluated_at_definition(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """Decorators, defaults and annotations: evaluated where the function is defined."""
+    args = node.args
+    every = [*node.decorator_list, *args.defaults, *(d for d in args.kw_defaults if d)]
+    annotated = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    every += [a.annotation for a in annotated if a is not None and a.annotation is not None]
+    if node.returns is not None:
+        every.append(node.returns)
+    return every
+
+
+def function_free_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
+    """Names the body reads from enclosing scopes when the function runs."""
+    scope = _Scope()
+    scope.stores |= _arg_names(node.args)
+    body: Iterable[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else node.body
+    for statement in body:
+        scope.visit(statement)
+    return scope.free()
+
+
+def class_free_names(node: ast.ClassDef) -> tuple[set[str], set[str]]:
+    """(names the class body reads when it is defined, names its methods read when called)."""
+    scope = _Scope()
+    for statement in node.body:
+        scope.visit(statement)
+    local = scope.stores - scope.declared
+    return scope.loads - local, scope.nested
+
+
+def comprehension_free_names(
+    node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,
+) -> tuple[set[str], set[str]]:
+    """(free names except the first iterable's, names bound by walrus in the enclosing scope)."""
+    scope = _Scope()
+    targets: set[str] = set()
+    for index, generator in enumerate(node.generators):
+        if index:
+            scope.visit(generator.iter)
+        target = _Scope()
+        target.visit(generator.target)
+        targets |= target.stores
+        for condition in generator.ifs:
+            scope.visit(condition)
+    parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+    for part in parts:
+        scope.visit(part)
+    walrus = scope.walrus
+    return (scope.loads | scope.nested) - targets - (scope.stores - walrus), walrus
+
+
+def _base_name(node: ast.expr) -> str | None:
+    """`df` for `df`, `df.a.b`, `df["x"][0]` and `df.loc[1]`."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _mutates(call: ast.Call) -> str | None:
+    """The name of the object a call changes in place, if it visibly does."""
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    inplace = any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
+    if inplace or func.attr in MUTATING_METHODS:
+        return _base_name(func.value)
+    return None
+
+
+class _ModuleFacts(ast.NodeVisitor):
+    """Module-level events, in evaluation order."""
+
+    def __init__(self, line_offset: int = 0) -> None:
+        self.facts = CodeFacts()
+        self.offset = line_offset
+
+    def _event(self, kind: Kind, name: str, node: ast.AST, how: str = "value") -> None:
+        line = getattr(node, "lineno", 1) + self.offset
+        self.facts.events.append(Event(kind, name, line, how))
+
+    def _reads(self, names: Iterable[str], node: ast.AST) -> None:
+        for name in sorted(names):
+            self._event(Kind.READ, name, node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._event(Kind.READ, node.id, node)
+        elif isinstance(node.ctx, ast.Store):
+            self._event(Kind.BIND, node.id, node)
+        else:
+            self._event(Kind.READ, node.id, node)
+            self._event(Kind.DELETE, node.id, node)
+
+    def _target(self, target: ast.expr) -> None:
+        if isinstance(target, (ast.Attribute, ast.Subscript)):
+            self.visit(target)  # reads the base (and the subscript)
+            base = _base_name(target)
+            if base is not None:
+                self._event(Kind.MUTATE, base, target)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._target(element)
+        elif isinstance(target, ast.Starred):
+            self._target(target.value)
+        else:
+            self.visit(target)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self._target(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is None:
+            return
+        self.visit(node.value)
+        self.visit(node.annotation)
+        self._target(node.target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self._event(Kind.READ, node.target.id, node.target)
+            self._event(Kind.MUTATE, node.target.id, node.target)
+        else:
+            self._target(node.target)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)):
+                self._target(target)
+            else:
+                self.visit(target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self._target(node.target)
+        for statement in [*node.body, *node.orelse]:
+            self.visit(statement)
+
+    visit_AsyncFor = visit_For
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        mutated = _mutates(node)
+        if mutated is not None:
+            self._event(Kind.MUTATE, mutated, node)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self._event(Kind.STAR_IMPORT, getattr(node, "module", None) or "", node)
+            else:
+                self._event(Kind.BIND, alias.asname or alias.name.split(".")[0], node, "import")
+
+    visit_ImportFrom = visit_Import
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for expr in _evaluated_at_definition(node):
+            self.visit(expr)
+        self.facts.needs[node.name] = frozenset(function_free_names(node))
+        self._event(Kind.BIND, node.name, node, "def")
+        for name in sorted(_declared_globals_assigned(node)):
+            self._event(Kind.BIND, name, node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(expr)
+        self._reads(function_free_names(node), node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expr in [*node.bases, *(k.value for k in node.keywords), *node.decorator_list]:
+            self.visit(expr)
+        body, methods = class_free_names(node)
+        self._reads(body, node)
+        self.facts.needs[node.name] = frozenset(methods)
+        self._event(Kind.BIND, node.name, node, "class")
+
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
+        self.visit(node.generators[0].iter)
+        free, walrus = comprehension_free_names(node)
+        self._reads(free, node)
+        for name in sorted(walrus):
+            self._event(Kind.BIND, name, node)
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_GeneratorExp = _comprehension
+    visit_DictComp = _comprehension
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self._event(Kind.BIND, node.name, node)
+        for statement in node.body:
+            self.visit(statement)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name:
+            self._event(Kind.BIND, node.name, node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self._event(Kind.BIND, node.name, node)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self.generic_visit(node)
+        if node.rest:
+            self._event(Kind.BIND, node.rest, node)
+
+
+def _declared_globals_assigned(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a function declares `global` and assigns; defining it may (when called) bind them."""
+    declared = {n for s in ast.walk(node) if isinstance(s, ast.Global) for n in s.names}
+    if not declared:
+        return set()
+    stored = {
+        child.id
+        for child in ast.walk(node)
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store)
+    }
+    return declared & stored
+
+
+def code_facts(tree: ast.Module) -> CodeFacts:
+    """The events of a parsed cell; line numbers are the cell's own."""
+    visitor = _ModuleFacts()
+    for statement in tree.body:
+        visitor.visit(statement)
+    return visitor.facts
