@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -28,3 +30,22 @@ def unique(name: str, taken: set[str]) -> str:
         n += 1
     taken.add(candidate)
     return candidate
+
+
+HASH_LENGTH = 8
+
+
+def content_hash(content: object) -> str:
+    """A short, stable hash of JSON-like content (key order and whitespace do not matter)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def versioned(name: str, digest: str, max_length: int = DNS_LABEL_MAX) -> str:
+    """`name-<digest>`, shortening `name` so the result stays within `max_length`.
+
+    Kubeflow refuses changes to a PipelineVersion's spec and Katib to an Experiment's, so
+    their names carry a hash of their content: a changed spec is a new object.
+    """
+    room = max_length - len(digest) - 1
+    return f"{name[:room].rstrip('-')}-{digest}"

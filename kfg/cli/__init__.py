@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, graph, init, schema, validate
+from kfg.cli import cells, graph, init, render, schema, validate
 
 app = typer.Typer(
     name="kfg",
@@ -43,6 +43,7 @@ app.command("cells")(cells.command)
 app.command("init")(init.command)
 app.command("schema")(schema.command)
 app.command("graph")(graph.command)
+app.command("render")(render.command)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ DEFAULT_MAX_TRIALS = 12
 DEFAULT_PARALLEL_TRIALS = 3
 DEFAULT_MAX_FAILED_TRIALS = 3
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
+DEFAULT_RUNTIME = "embedded"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Step:
     after: tuple[str, ...] = ()
     image: str = DEFAULT_IMAGE
     packages: tuple[str, ...] = ()
+    runtime: str = DEFAULT_RUNTIME
     resources: Resources = field(default_factory=Resources)
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
@@ -176,6 +178,7 @@ def _step(raw: dict[str, Any], spec: dict[str, Any], cellmap: CellMap, volumes: 
         after=tuple(raw.get("after", [])),
         image=raw.get("image", spec.get("image", DEFAULT_IMAGE)),
         packages=tuple(raw.get("packages", spec.get("packages", []))),
+        runtime=raw.get("runtime", spec.get("runtime", DEFAULT_RUNTIME)),
         resources=_resources(raw.get("resources", {})),
         node_selector=dict(raw.get("nodeSelector", {})),
         tolerations=tuple(raw.get("tolerations", [])),

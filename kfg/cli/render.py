@@ -1,0 +1,112 @@
+"""`kfg render`: write the Kubeflow manifests of kale.yaml files as a kustomize/kpt package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kfg.cli.common import EXIT_INVALID, fail, usage_error
+
+
+def command(
+    paths: list[Path] | None = typer.Argument(
+        None, help="kale.yaml files, or directories to search for them (default: .)."
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output directory. One kale.yaml: the package itself (default: deploy/NAME)."
+        " Several: one subdirectory per pipeline and a kustomization over all (default: deploy).",
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 with a diff if the output is stale."
+    ),
+    stdout: bool = typer.Option(
+        False, "--stdout", help="Print the objects to apply as one YAML stream; write nothing."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an output directory that holds files kfg did not write."
+    ),
+    root: Path | None = typer.Option(
+        None, "--root", help="Repository root (default: the git top level)."
+    ),
+) -> None:
+    """Render Pipeline and PipelineVersion manifests, the pipeline IR, kustomization and Kptfile.
+
+    Exit status: 0 rendered (or up to date with --check), 1 invalid input or stale output,
+    2 usage error.
+    """
+    from kfg.config.load import display_path, find_config_files, load_pipeline, repository_root
+    from kfg.diagnostics import Severity
+    from kfg.report import text
+
+    if check and stdout:
+        usage_error("--check and --stdout cannot be combined")
+    targets = paths or [Path(".")]
+    for target in targets:
+        if not target.exists():
+            usage_error(f"{target}: no such file or directory")
+    if root is not None and not root.is_dir():
+        usage_error(f"--root {root}: not a directory")
+    files = list(find_config_files(targets))
+    if not files:
+        usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
+
+    results = [load_pipeline(f, root=root) for f in files]
+    diagnostics = [d for r in results for d in r.diagnostics]
+    if diagnostics:
+        typer.echo(text(diagnostics), err=True)
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        fail("nothing rendered: fix the errors above")
+    seen: dict[str, str] = {}
+    for result in results:
+        assert result.pipeline is not None
+        name = result.pipeline.name
+        if name in seen:
+            fail(f"{result.display} and {seen[name]} both define pipeline `{name}`")
+        seen[name] = result.display
+
+    from kfg.render.build import aggregate, render
+    from kfg.render.package import NotOurs, diff, write
+    from kfg.render.yamlout import dump_all
+
+    repo = (root or repository_root(files[0].parent)).resolve()
+    rendered = []
+    for result in results:
+        assert result.pipeline and result.flow and result.notebook
+        rendered.append(render(result.pipeline, result.flow, result.notebook, repo))
+
+    if stdout:
+        typer.echo(dump_all([o for r in rendered for o in r.objects]), nl=False)
+        return
+    single = len(paths or []) == 1 and paths is not None and paths[0].is_file()
+    if single:
+        package = rendered[0].package
+        target = output or Path("deploy") / rendered[0].pipeline.name
+    else:
+        label = ", ".join(sorted(display_path(t) for t in targets))
+        package = aggregate(rendered, label)
+        target = output or Path("deploy")
+
+    if check:
+        stale = diff(package, target)
+        if stale:
+            typer.echo(stale, nl=False)
+            typer.echo(
+                f"kfg: {display_path(target)} is stale; run `kfg render` and commit the result",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        typer.echo(f"{display_path(target)}: up to date")
+        return
+    try:
+        write(package, target, force=force)
+    except NotOurs as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {display_path(target)}: {exc.strerror or exc}")
+    for item in rendered:
+        typer.echo(f"{item.source}: rendered pipeline version {item.version}")
+    typer.echo(f"wrote {display_path(target)} ({len(package.files)} files)")

@@ -1,0 +1,1 @@
+"""`kfg render`: notebook + kale.yaml -> Kubeflow Pipelines manifests as a kustomize/kpt package."""

@@ -1,0 +1,133 @@
+"""Render validated kale.yaml files into packages: one per pipeline, or one aggregating many.
+
+Rendering is a pure function of the committed files: it reads the kale.yaml and the
+notebook, never the cluster, the clock or the machine, so the same commit renders to the
+same bytes everywhere (which is what lets `kfg render --check` guard pull requests).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfg.analysis.dataflow import Flow
+from kfg.config.model import Pipeline
+from kfg.notebook.reader import Notebook
+from kfg.render import gitops
+from kfg.render.package import (
+    KPTFILE,
+    KRMIGNORE,
+    KUSTOMIZATION,
+    Package,
+    header,
+    kptfile,
+    kustomization,
+)
+from kfg.render.yamlout import dump_all, sorted_keys
+
+PIPELINE_FILE = "pipeline.yaml"
+IR_FILE = "pipeline.ir.yaml"
+# Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
+PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
+SOURCE_ANNOTATION = "kfg.dev/source"
+NOTEBOOK_ANNOTATION = "kfg.dev/notebook"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    pipeline: Pipeline
+    version: str
+    source: str  # the kale.yaml, relative to the repository root
+    objects: list[dict[str, Any]]  # what the package applies, in order
+    package: Package
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _metadata(
+    raw: dict[str, Any], pipeline: Pipeline, source: str, notebook: str
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": raw["name"]}
+    if raw.get("namespace"):
+        metadata["namespace"] = raw["namespace"]
+    labels = {**pipeline.labels, **gitops.MANAGED_BY}
+    metadata["labels"] = dict(sorted(labels.items()))
+    annotations = {
+        k: v
+        for k, v in pipeline.annotations.items()
+        if not k.startswith(PRIVATE_ANNOTATION_PREFIXES)
+    }
+    annotations[SOURCE_ANNOTATION] = source
+    annotations[NOTEBOOK_ANNOTATION] = notebook
+    metadata["annotations"] = annotations
+    return metadata
+
+
+def _objects(
+    manifests: list[dict[str, Any]], pipeline: Pipeline, source: str, notebook: str
+) -> list[dict[str, Any]]:
+    objects = []
+    for manifest in manifests:
+        kind = manifest["kind"]
+        obj = {
+            "apiVersion": manifest["apiVersion"],
+            "kind": kind,
+            "metadata": _metadata(manifest["metadata"], pipeline, source, notebook),
+            "spec": sorted_keys(copy.deepcopy(manifest["spec"])),
+        }
+        if kind == "Pipeline":
+            gitops.keep(obj["metadata"], wave=gitops.WAVE_PIPELINE)
+        else:
+            gitops.keep(obj["metadata"], wave=gitops.WAVE_PIPELINE_VERSION, server_side=True)
+        obj["metadata"]["annotations"] = dict(sorted(obj["metadata"]["annotations"].items()))
+        objects.append(obj)
+    return objects
+
+
+def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Rendered:
+    """The package of one pipeline. Imports kfp, so only rendering commands call it."""
+    from kfg.render.kfp_build import compile_pipeline
+
+    source = _relative(pipeline.source, root)
+    notebook_path = _relative(pipeline.notebook, root)
+    compiled = compile_pipeline(pipeline, flow, notebook)
+    objects = _objects(compiled.manifests, pipeline, source, notebook_path)
+    top = header(source)
+    package = Package()
+    package.add(PIPELINE_FILE, dump_all(objects, top))
+    ir_note = (
+        "# The same pipeline as Kubeflow's IR, for installations that upload pipelines"
+        f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"
+    )
+    package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
+    package.add(KUSTOMIZATION, kustomization([PIPELINE_FILE], source))
+    package.add(
+        KPTFILE,
+        kptfile(
+            pipeline.name,
+            pipeline.description or f"Kubeflow pipeline rendered from {notebook_path}",
+            source,
+        ),
+    )
+    package.add(KRMIGNORE, top + f"# Not Kubernetes objects: kpt must not read them.\n{IR_FILE}\n")
+    return Rendered(pipeline, compiled.version, source, objects, package)
+
+
+def aggregate(rendered: list[Rendered], label: str) -> Package:
+    """One package holding every pipeline's, so one Application or Kustomization syncs all."""
+    package = Package()
+    names = []
+    for item in sorted(rendered, key=lambda r: r.pipeline.name):
+        package.nest(item.pipeline.name, item.package)
+        names.append(item.pipeline.name)
+    package.add(KUSTOMIZATION, kustomization(names, label))
+    description = f"Kubeflow pipelines rendered from {label}"
+    package.add(KPTFILE, kptfile("kfg-pipelines", description, label))
+    return package

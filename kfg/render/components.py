@@ -1,0 +1,156 @@
+"""The Python source of each step's Kubeflow lightweight component.
+
+kfp builds a lightweight component from a function's source, so kfg writes that function:
+its signature declares exactly the parameters and artifacts the data-flow analysis found,
+and its body carries the step's cells and (by default) the step runtime, so the pipeline
+version is self-contained and KFP's cache key changes exactly when the step's code, the
+prelude, the runtime, the image, the packages or the inputs change.
+
+This module only produces text; it never imports kfp.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfg.analysis.dataflow import Flow, StepFlow
+from kfg.config.model import Pipeline, Step
+from kfg.notebook.reader import Notebook
+
+RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime" / "step.py"
+CLOUDPICKLE = "cloudpickle==3.1.2"
+METRICS_OUTPUT = "kfg_metrics"
+REPORT_OUTPUT = "kfg_report"
+RESERVED_PREFIXES = ("in_", "out_", "kfg_")
+
+
+def input_name(variable: str) -> str:
+    return f"in_{variable}"
+
+
+def output_name(variable: str) -> str:
+    return f"out_{variable}"
+
+
+def function_name(step: str) -> str:
+    """A Python identifier for a step name (a DNS label); kfp derives the component name."""
+    name = step.replace("-", "_")
+    return f"{name}_step" if keyword.iskeyword(name) or name[0].isdigit() else name
+
+
+def literal(text: str) -> str:
+    """A triple-quoted Python literal for `text`, readable in a pull-request diff."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == "'":
+            out.append("\\'")
+        elif char in "\n\t" or char >= " ":
+            out.append(char if char != "\x7f" else "\\x7f")
+        else:
+            out.append(f"\\x{ord(char):02x}")
+    return "'''" + "".join(out) + "'''"
+
+
+@dataclass(frozen=True)
+class Component:
+    step: str
+    function: str
+    source: str
+    packages: tuple[str, ...]
+    parameters: tuple[str, ...]
+    inputs: dict[str, str]  # variable -> producing step
+    outputs: tuple[str, ...]
+    metrics: bool
+
+
+def _python_type(pipeline: Pipeline, name: str) -> str:
+    parameter = pipeline.parameter(name)
+    assert parameter is not None
+    return parameter.type_name
+
+
+def _cells(notebook: Notebook, positions: tuple[int, ...]) -> str:
+    if not positions:
+        return "[]"
+    rows = [f"        ({p}, {literal(notebook.cell(p).source)})," for p in positions]
+    return "[\n" + "\n".join(rows) + "\n    ]"
+
+
+def _packages(step: Step, flow: Flow, here: StepFlow) -> tuple[str, ...]:
+    """The step's packages, plus cloudpickle when functions or classes cross this step."""
+    carries_code = bool(here.code_outputs) or any(
+        variable in flow.step(source).code_outputs for variable, source in here.inputs.items()
+    )
+    declared = {p.split("==")[0].split("[")[0].strip().lower() for p in step.packages}
+    if carries_code and "cloudpickle" not in declared:
+        return (*step.packages, CLOUDPICKLE)
+    return step.packages
+
+
+def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: Step) -> Component:
+    here = flow.step(step.name)
+    metrics = {m.name: m.variable for m in pipeline.metrics if m.step == step.name}
+    function = function_name(step.name)
+    signature = [f"    {p}: {_python_type(pipeline, p)}," for p in here.parameters]
+    signature += [f"    {input_name(v)}: Input[Artifact]," for v in here.inputs]
+    signature += [f"    {output_name(v)}: Output[Artifact]," for v in here.outputs]
+    if metrics:
+        signature.append(f"    {METRICS_OUTPUT}: Output[Metrics],")
+    signature.append(f"    {REPORT_OUTPUT}: Output[HTML],")
+    cells = ", ".join(str(c) for c in step.cells)
+    lines = [
+        f"def {function}(",
+        *signature,
+        "):",
+        f'    """Step `{step.name}` of `{pipeline.name}`: cells {cells} of'
+        f' {pipeline.notebook.name}, rendered by kfg."""',
+    ]
+    if step.runtime == "image":
+        lines.append("    from kfg.runtime.step import main")
+    else:
+        runtime = RUNTIME_PATH.read_text(encoding="utf-8")
+        lines += [
+            "    import types",
+            "",
+            f"    runtime = {literal(runtime)}",
+            '    module = types.ModuleType("kfg_step_runtime")',
+            '    exec(compile(runtime, "kfg_step_runtime.py", "exec"), module.__dict__)',
+            "    main = module.main",
+        ]
+    parameters = ", ".join(f"{p!r}: {p}" for p in here.parameters)
+    inputs = ", ".join(f"{v!r}: {input_name(v)}.path" for v in here.inputs)
+    outputs = ", ".join(f"{v!r}: {output_name(v)}.path" for v in here.outputs)
+    lines += [
+        "    main(",
+        f"        pipeline={pipeline.name!r},",
+        f"        step={step.name!r},",
+        f"        prelude={_cells(notebook, pipeline.prelude)},",
+        f"        cells={_cells(notebook, step.cells)},",
+        f"        parameters={{{parameters}}},",
+        f"        inputs={{{inputs}}},",
+        f"        outputs={{{outputs}}},",
+        f"        metrics={metrics!r},",
+        f"        report={REPORT_OUTPUT}.path,",
+        f"        log_metric={METRICS_OUTPUT + '.log_metric' if metrics else 'None'},",
+        "    )",
+        "",
+    ]
+    return Component(
+        step=step.name,
+        function=function,
+        source="\n".join(lines),
+        packages=_packages(step, flow, here),
+        parameters=here.parameters,
+        inputs=here.inputs,
+        outputs=here.outputs,
+        metrics=bool(metrics),
+    )
+
+
+def name_clashes(pipeline: Pipeline) -> list[str]:
+    """Parameter names that would collide with the names kfg gives artifacts."""
+    return [p.name for p in pipeline.parameters if p.name.startswith(RESERVED_PREFIXES)]

@@ -1,0 +1,50 @@
+"""YAML written the same way on every machine, and readable in a pull-request diff.
+
+Multi-line strings (the steps' code inside the pipeline spec) are written as literal
+blocks, so a changed line of a notebook cell is a changed line of the diff, not one
+re-wrapped escaped string. Keys keep the order they were built in; callers sort what has
+no natural order. Anchors and aliases are never emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def sorted_keys(value: Any) -> Any:
+    """A copy with every mapping's keys sorted, for content whose key order means nothing."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(v) for v in value]
+    return value
+
+
+def dump_all(documents: Iterable[Any], header: str = "") -> str:
+    body = yaml.dump_all(
+        list(documents),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+        explicit_start=True,
+    )
+    return header + body

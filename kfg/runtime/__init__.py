@@ -1,0 +1,1 @@
+"""The step runtime both orchestrators share (see `step`)."""

@@ -1,0 +1,611 @@
+"""Run one pipeline step: load inputs, execute notebook cells, save outputs, report metrics.
+
+This module is the whole step runtime, shared by both orchestrators: the Kubeflow
+component of every step embeds its source (so a pod needs nothing from a package index
+beyond what the step declares), and the local engine imports it. It therefore depends on
+the standard library only; pandas, numpy, joblib, cloudpickle, matplotlib and the deep
+learning libraries are used when the step's own code brought them in.
+
+Cells run in one namespace named `__main__`, as in a kernel, with IPython's syntax
+(`%pip`, `!ls`, `%%bash`, `x = !cmd`) translated to calls on a small shell object, the last
+expression of a cell displayed, and figures, HTML and Markdown collected into an HTML
+report. A failure names the notebook cell and the line in it.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import contextlib
+import html
+import importlib
+import io
+import json
+import linecache
+import os
+import pickle
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+VALUE_META = "kfg-value.json"
+FORMAT_VERSION = 1
+
+
+class StepFailed(Exception):
+    """The step cannot complete; the message says where and why, in the notebook's terms."""
+
+
+# --- IPython syntax --------------------------------------------------------------------
+
+_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
+_LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
+_ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
+_HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
+
+
+def _call(kind: str, rest: str) -> str:
+    if kind.startswith("!"):
+        return f"get_ipython().system({rest.strip()!r})"
+    name, _, line = rest.strip().partition(" ")
+    return f"get_ipython().run_line_magic({name!r}, {line.strip()!r})"
+
+
+def transform(source: str) -> str:
+    """Python for a cell's source, IPython syntax replaced by shell calls, line for line."""
+    try:
+        ast.parse(source)
+        return source  # plain Python: nothing to translate (and `%` inside strings stays)
+    except SyntaxError:
+        pass
+    lines = source.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        name, _, args = lines[first].lstrip()[2:].partition(" ")
+        if name in _PYTHON_CELL_MAGICS:
+            lines[first] = ""
+        else:
+            body = "\n".join(lines[first + 1 :])
+            call = f"get_ipython().run_cell_magic({name!r}, {args.strip()!r}, {body!r})"
+            return "\n".join([*lines[:first], call, *([""] * (len(lines) - first - 1))])
+    out = []
+    for line in lines:
+        assigned = _ASSIGNED.match(line)
+        if assigned:
+            kind, rest = assigned.group("kind"), assigned.group("rest")
+            if kind == "!":
+                out.append(f"{assigned.group('head')}get_ipython().getoutput({rest.strip()!r})")
+            else:
+                out.append(assigned.group("head") + _call(kind, rest))
+            continue
+        magic = _LINE.match(line)
+        if magic and not magic.group("kind").startswith("%%"):
+            out.append(magic.group("indent") + _call(magic.group("kind"), magic.group("rest")))
+        elif _HELP.match(line):
+            out.append(line[: len(line) - len(line.lstrip())] + "pass")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+class Shell:
+    """What `get_ipython()` offers a step: shell commands and the magics pipelines use."""
+
+    IGNORED = frozenset(
+        {"matplotlib", "config", "load_ext", "reload_ext", "autoreload", "aimport", "xmode"}
+        | {"precision", "pylab", "who", "whos", "pdb", "colors", "autosave"}
+    )
+
+    def __init__(self, namespace: dict[str, Any], display: Callable[..., None]) -> None:
+        self.namespace = namespace
+        self.display = display
+        self.user_ns = namespace
+
+    def system(self, command: str) -> None:
+        completed = subprocess.run(command, shell=True, capture_output=True, text=True)
+        sys.stdout.write(completed.stdout)
+        sys.stderr.write(completed.stderr)
+        self.namespace["_exit_code"] = completed.returncode
+
+    def getoutput(self, command: str) -> list[str]:
+        completed = subprocess.run(command, shell=True, capture_output=True, text=True)
+        return (completed.stdout + completed.stderr).splitlines()
+
+    def run_line_magic(self, name: str, line: str) -> Any:
+        if name in self.IGNORED:
+            return None
+        if name == "pip":
+            completed = subprocess.run([sys.executable, "-m", "pip", *shlex.split(line)])
+            if completed.returncode:
+                raise RuntimeError(f"%pip {line} failed with exit status {completed.returncode}")
+            importlib.invalidate_caches()
+            return None
+        if name in ("time", "timeit"):
+            start = time.perf_counter()
+            value = self._run_python(line)
+            print(f"Wall time: {time.perf_counter() - start:.3f} s")
+            return value
+        if name == "env":
+            key, sep, value = line.replace("=", " ", 1).partition(" ")
+            if not sep:
+                return os.environ.get(key) if key else dict(os.environ)
+            os.environ[key] = value.strip()
+            return None
+        if name == "cd":
+            os.chdir(os.path.expanduser(line.strip() or "~"))
+            return None
+        if name == "pwd":
+            return os.getcwd()
+        raise RuntimeError(
+            f"%{name} is not supported by kfg's step runtime; supported magics: %pip, %time,"
+            " %timeit, %env, %cd, %pwd, !shell, and those that only configure the notebook"
+            " (%matplotlib, %config, %load_ext, ...)"
+        )
+
+    def run_cell_magic(self, name: str, line: str, body: str) -> None:
+        if name in ("bash", "sh"):
+            self.system(f"{name} -c {shlex.quote(body)}")
+        elif name == "script":
+            completed = subprocess.run(shlex.split(line), input=body, text=True)
+            self.namespace["_exit_code"] = completed.returncode
+        elif name == "writefile":
+            args = shlex.split(line)
+            mode = "a" if "-a" in args or "--append" in args else "w"
+            target = next(a for a in args if not a.startswith("-"))
+            with open(target, mode, encoding="utf-8") as handle:
+                handle.write(body)
+        elif name in ("html", "markdown", "svg", "latex"):
+            mime = {"html": "text/html", "markdown": "text/markdown", "svg": "image/svg+xml"}
+            self.display({mime.get(name, "text/plain"): body}, raw=True)
+        else:
+            raise RuntimeError(
+                f"%%{name} is not supported by kfg's step runtime; supported cell magics:"
+                " %%bash, %%sh, %%script, %%writefile, %%html, %%markdown, %%svg, %%time,"
+                " %%timeit, %%capture"
+            )
+
+    def _run_python(self, source: str) -> Any:
+        try:
+            return eval(compile(source, "<magic>", "eval", dont_inherit=True), self.namespace)
+        except SyntaxError:
+            exec(compile(source, "<magic>", "exec", dont_inherit=True), self.namespace)
+            return None
+
+
+# --- rich output -----------------------------------------------------------------------
+
+
+def mime_bundle(value: Any) -> dict[str, str]:
+    """The richest representations of a value, as a notebook front end would pick them."""
+    if hasattr(value, "savefig") and hasattr(value, "canvas"):  # a matplotlib Figure
+        buffer = io.BytesIO()
+        value.savefig(buffer, format="png", bbox_inches="tight")
+        return {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii")}
+    bundle: dict[str, str] = {}
+    for method, mime in (
+        ("_repr_html_", "text/html"),
+        ("_repr_markdown_", "text/markdown"),
+        ("_repr_svg_", "image/svg+xml"),
+        ("_repr_png_", "image/png"),
+    ):
+        render = getattr(value, method, None)
+        if callable(render) and not isinstance(value, type):
+            try:
+                data = render()
+            except Exception:  # a broken repr must not fail the step
+                continue
+            if isinstance(data, bytes):
+                data = base64.b64encode(data).decode("ascii")
+            if isinstance(data, str):
+                bundle[mime] = data
+    bundle["text/plain"] = repr(value)
+    return bundle
+
+
+class Outputs:
+    """Everything the cells showed, cell by cell, for the step's HTML report."""
+
+    def __init__(self) -> None:
+        self.cells: list[tuple[int, str, list[dict[str, str]]]] = []
+
+    def start(self, position: int, source: str) -> None:
+        self.cells.append((position, source, []))
+
+    def add(self, bundle: dict[str, str]) -> None:
+        if self.cells:
+            self.cells[-1][2].append(bundle)
+
+    def write(self, text: str) -> None:
+        """Printed text, merged with the text printed just before it."""
+        if not self.cells:
+            return
+        shown = self.cells[-1][2]
+        if shown and "stream" in shown[-1]:
+            shown[-1]["stream"] += text
+        else:
+            shown.append({"stream": text})
+
+    def display(self, *values: Any, raw: bool = False, **_: Any) -> None:
+        for value in values:
+            bundle = dict(value) if raw else mime_bundle(value)
+            if list(bundle) == ["text/plain"]:
+                print(bundle["text/plain"])  # into the log, and through it into the report
+            else:
+                self.add(bundle)
+
+    def html(self, title: str) -> str:
+        parts = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:1em}pre{background:#f6f8fa;"
+            "padding:.5em;overflow:auto}.cell{border-top:1px solid #ddd;margin-top:1em}"
+            "</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+        ]
+        for position, source, outputs in self.cells:
+            parts.append(f'<div class="cell"><h3>Cell {position}</h3>')
+            parts.append(f"<pre><code>{html.escape(source)}</code></pre>")
+            for bundle in outputs:
+                parts.append(_render(bundle))
+            parts.append("</div>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+
+def _render(bundle: dict[str, str]) -> str:
+    if "image/png" in bundle:
+        return f'<img src="data:image/png;base64,{bundle["image/png"]}">'
+    if "text/html" in bundle:
+        return bundle["text/html"]
+    if "image/svg+xml" in bundle:
+        return bundle["image/svg+xml"]
+    if "stream" in bundle:
+        return f'<pre class="stream">{html.escape(bundle["stream"])}</pre>'
+    if "text/markdown" in bundle:
+        return f'<pre class="markdown">{html.escape(bundle["text/markdown"])}</pre>'
+    return f"<pre>{html.escape(bundle.get('text/plain', ''))}</pre>"
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stream (the pod's log) and records what a cell printed."""
+
+    def __init__(self, stream: Any, record: Callable[[str], None]) -> None:
+        self.stream = stream
+        self.record = record
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.record(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _captured(outputs: Outputs) -> Iterator[None]:
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout = _Tee(real_out, outputs.write)
+    sys.stderr = _Tee(real_err, outputs.write)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = real_out, real_err
+
+
+def _collect_figures(outputs: Outputs) -> None:
+    """Figures a cell left open become report images, as the inline backend would show."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    for number in pyplot.get_fignums():
+        outputs.add(mime_bundle(pyplot.figure(number)))
+    pyplot.close("all")
+
+
+# --- values between steps --------------------------------------------------------------
+
+
+def _qualified(value: Any) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _root_module(value: Any) -> str:
+    return type(value).__module__.split(".")[0]
+
+
+def save_value(name: str, value: Any, directory: str) -> str:
+    """Write a variable for another step; returns the format used.
+
+    Type-aware formats first (they are smaller, faster and survive library upgrades better
+    than pickles); cloudpickle for everything else, because it also carries functions and
+    classes defined in the notebook, which a plain pickle stores only by reference.
+    """
+    os.makedirs(directory, exist_ok=True)
+    fmt, data = _save(value, directory)
+    meta = {"format": fmt, "type": _qualified(value), "name": name, "version": FORMAT_VERSION}
+    if data is not None:
+        meta["data"] = data
+    with open(os.path.join(directory, VALUE_META), "w", encoding="utf-8") as handle:
+        json.dump(meta, handle, sort_keys=True)
+    return fmt
+
+
+def _save(value: Any, directory: str) -> tuple[str, Any]:
+    root = _root_module(value)
+    if isinstance(value, types.ModuleType):
+        return "module", value.__name__
+    if root == "pandas" and hasattr(value, "to_pickle"):
+        if type(value).__name__ == "DataFrame" and _has_parquet():
+            try:
+                value.to_parquet(os.path.join(directory, "value.parquet"))
+                return "parquet", None
+            except Exception:  # unsupported column types or names: pickle keeps them all
+                pass
+        value.to_pickle(os.path.join(directory, "value.pkl"))
+        return "pandas-pickle", None
+    if root == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object:
+        numpy = sys.modules["numpy"]
+        numpy.save(os.path.join(directory, "value.npy"), value, allow_pickle=False)
+        return "npy", None
+    if root == "sklearn" and _importable("joblib"):
+        import joblib
+
+        joblib.dump(value, os.path.join(directory, "value.joblib"))
+        return "joblib", None
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, (torch.nn.Module, torch.Tensor)):
+        torch.save(value, os.path.join(directory, "value.pt"))
+        return "torch", None
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(value, keras.Model):
+        value.save(os.path.join(directory, "value.keras"))
+        return "keras", None
+    with open(os.path.join(directory, "value.pkl"), "wb") as handle:
+        if _importable("cloudpickle"):
+            import cloudpickle
+
+            cloudpickle.dump(value, handle)
+            return "cloudpickle", None
+        pickle.dump(value, handle)
+        return "pickle", None
+
+
+def _has_parquet() -> bool:
+    return _importable("pyarrow") or _importable("fastparquet")
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:
+        return True
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def load_value(directory: str) -> Any:
+    with open(os.path.join(directory, VALUE_META), encoding="utf-8") as handle:
+        meta = json.load(handle)
+    fmt = meta["format"]
+    path = os.path.join(directory, "value")
+    if fmt == "module":
+        return importlib.import_module(meta["data"])
+    if fmt == "parquet":
+        return importlib.import_module("pandas").read_parquet(path + ".parquet")
+    if fmt == "pandas-pickle":
+        return importlib.import_module("pandas").read_pickle(path + ".pkl")
+    if fmt == "npy":
+        return importlib.import_module("numpy").load(path + ".npy", allow_pickle=False)
+    if fmt == "joblib":
+        return importlib.import_module("joblib").load(path + ".joblib")
+    if fmt == "torch":
+        return importlib.import_module("torch").load(path + ".pt", weights_only=False)
+    if fmt == "keras":
+        return importlib.import_module("keras").models.load_model(path + ".keras")
+    if fmt in ("cloudpickle", "pickle"):
+        with open(path + ".pkl", "rb") as handle:
+            return pickle.load(handle)
+    raise StepFailed(f"unknown value format `{fmt}` in {directory}")
+
+
+def _adopt(value: Any, namespace: dict[str, Any]) -> Any:
+    """Make a function or class defined in the notebook see this step's globals.
+
+    In a notebook a function reads globals when it is called; after unpickling it would
+    read a private copy instead. Rebinding restores the notebook's behaviour.
+    """
+    if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
+        adopted = types.FunctionType(
+            value.__code__, namespace, value.__name__, value.__defaults__, value.__closure__
+        )
+        adopted.__kwdefaults__ = value.__kwdefaults__
+        adopted.__dict__.update(value.__dict__)
+        adopted.__qualname__ = value.__qualname__
+        return adopted
+    if isinstance(value, type) and value.__module__ == "__main__":
+        for attribute, member in list(vars(value).items()):
+            if isinstance(member, (staticmethod, classmethod)):
+                rebound = _adopt(member.__func__, namespace)
+                setattr(value, attribute, type(member)(rebound))
+            elif isinstance(member, types.FunctionType):
+                setattr(value, attribute, _adopt(member, namespace))
+    return value
+
+
+# --- running cells ---------------------------------------------------------------------
+
+
+def _cell_filename(position: int) -> str:
+    return f"<cell {position}>"
+
+
+def run_cell(position: int, source: str, namespace: dict[str, Any], outputs: Outputs) -> None:
+    """Execute one cell; display its last expression unless it ends with `;`."""
+    filename = _cell_filename(position)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    tree = ast.parse(transform(source), filename)
+    last: ast.Expression | None = None
+    final = tree.body[-1] if tree.body else None
+    if isinstance(final, ast.Expr) and not source.rstrip().endswith(";"):
+        tree.body.pop()
+        last = ast.Expression(final.value)
+    exec(compile(tree, filename, "exec", dont_inherit=True), namespace)
+    if last is not None:
+        value = eval(compile(last, filename, "eval", dont_inherit=True), namespace)
+        if value is not None:
+            namespace["_"] = value
+            outputs.display(value)
+
+
+def _failure(step: str, exc: BaseException) -> str:
+    """`cell 17, line 3: ZeroDivisionError: division by zero`, from the innermost cell frame."""
+    where = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        match = re.fullmatch(r"<cell (\d+)>", frame.filename)
+        if match:
+            where = f" in cell {match.group(1)}, line {frame.lineno}"
+    if isinstance(exc, SyntaxError) and exc.filename and exc.filename.startswith("<cell "):
+        where = f" in {exc.filename.strip('<>')}, line {exc.lineno}"
+    return f"step `{step}` failed{where}: {type(exc).__name__}: {exc}"
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback from the first notebook frame on; the runtime's own frames are noise."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    first = next((i for i, f in enumerate(frames) if f.filename.startswith("<cell ")), 0)
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames[first:])
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def run_step(
+    *,
+    pipeline: str,
+    step: str,
+    prelude: list[tuple[int, str]],
+    cells: list[tuple[int, str]],
+    parameters: dict[str, Any],
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    metrics: dict[str, str],
+    report: str | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
+) -> dict[str, float]:
+    """Run the step; returns its metrics. Raises StepFailed with a notebook-level cause.
+
+    `inputs` and `outputs` map variable names to directories; `metrics` maps metric names
+    to the variables holding them.
+    """
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    shown = Outputs()
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    namespace["display"] = shown.display
+    shell = Shell(namespace, shown.display)
+    namespace["get_ipython"] = lambda: shell
+    namespace.update(parameters)
+
+    def execute(position: int, source: str) -> None:
+        shown.start(position, source)
+        with _captured(shown):
+            run_cell(position, source, namespace, shown)
+        _collect_figures(shown)
+
+    try:
+        for position, source in prelude:
+            execute(position, source)
+        for variable, directory in sorted(inputs.items()):
+            try:
+                namespace[variable] = _adopt(load_value(directory), namespace)
+            except Exception as exc:
+                raise StepFailed(
+                    f"step `{step}` cannot load input `{variable}` from {directory}:"
+                    f" {type(exc).__name__}: {exc}"
+                ) from exc
+        for position, source in cells:
+            execute(position, source)
+    except StepFailed:
+        raise
+    except BaseException as exc:  # the notebook's own error, in the notebook's terms
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        sys.stderr.write(_traceback(exc))
+        raise StepFailed(_failure(step, exc)) from exc
+    finally:
+        if report is not None:
+            _write_report(report, f"{pipeline} / {step}", shown)
+
+    for variable, directory in sorted(outputs.items()):
+        if variable not in namespace:
+            raise StepFailed(
+                f"step `{step}` should pass `{variable}` to later steps, but its cells did not"
+                " define it (is it assigned only on some branch?)"
+            )
+        value = namespace[variable]
+        try:
+            save_value(variable, value, directory)
+        except Exception as exc:
+            raise StepFailed(
+                f"step `{step}` cannot save `{variable}` (a {_qualified(value)}) for later steps:"
+                f" {type(exc).__name__}: {exc}; if it is a function, class or lambda, add"
+                " cloudpickle to the step's packages"
+            ) from exc
+    return _report_metrics(step, metrics, namespace, log_metric)
+
+
+def _report_metrics(
+    step: str,
+    metrics: dict[str, str],
+    namespace: dict[str, Any],
+    log_metric: Callable[[str, float], None] | None,
+) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for name, variable in metrics.items():
+        value = namespace.get(variable)
+        if isinstance(value, bool) or value is None:
+            number = None
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None:
+            raise StepFailed(
+                f"step `{step}`: metric `{name}` reads `{variable}`, which is"
+                f" {'not defined' if variable not in namespace else 'a ' + _qualified(value)},"
+                " not a number"
+            )
+        values[name] = number
+        print(f"{name}={number!r}", flush=True)
+        if log_metric is not None:
+            log_metric(name, number)
+    return values
+
+
+def _write_report(path: str, title: str, shown: Outputs) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(shown.html(title))
+
+
+def main(**arguments: Any) -> None:
+    """Entry point of a Kubeflow component: run the step, exit 1 with one clear line."""
+    try:
+        run_step(**arguments)
+    except StepFailed as exc:
+        sys.stderr.write(f"kfg: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
