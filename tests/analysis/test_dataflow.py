@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfg.analysis.dataflow import Flow
+from tests.pipelines import make, messages
+
+
+def flow_of(
+    tmp_path: Path, cells: list[tuple[str, str]], steps: list[dict[str, object]], **spec: object
+) -> Flow:
+    result = make(tmp_path, cells, steps, **spec)
+    assert result.ok, messages(result)
+    assert result.flow is not None
+    return result.flow
+
+
+def step(name: str, *cells: int, **extra: object) -> dict[str, object]:
+    return {"name": name, "cells": list(cells), **extra}
+
+
+def test_variables_flow_from_the_latest_producer(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [("code", "a = 1"), ("code", "b = a + 1"), ("code", "a = 10"), ("code", "c = a + b")],
+        [step("one", 1), step("two", 2), step("three", 3), step("four", 4)],
+    )
+    assert flow.step("four").inputs == {"a": "three", "b": "two"}
+    assert flow.step("one").outputs == ("a",)
+    assert flow.step("three").outputs == ("a",)
+    assert [(e.source, e.target, e.variables) for e in flow.edges] == [
+        ("one", "two", ("a",)),
+        ("two", "four", ("b",)),
+        ("three", "four", ("a",)),
+    ]
+
+
+def test_each_step_receives_only_the_parameters_it_reads(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "n_estimators = 100\nseed = 1"),
+            ("code", "data = list(range(seed, 10))"),
+            ("code", "model = sum(data) * n_estimators"),
+        ],
+        [step("load", 2), step("train", 3)],
+        parameters={"cell": 1},
+    )
+    assert flow.step("load").parameters == ("seed",)
+    assert flow.step("train").parameters == ("n_estimators",)
+
+
+def test_functions_defined_upstream_bring_their_free_variables(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "scale = 3"),
+            ("code", "def apply(x):\n    return x * scale"),
+            ("code", "y = apply(2)"),
+        ],
+        [step("config", 1), step("define", 2), step("use", 3)],
+    )
+    assert flow.step("use").inputs == {"apply": "define", "scale": "config"}
+    assert flow.step("define").code_outputs == ("apply",)
+
+
+def test_prelude_helpers_pull_in_the_globals_they_read(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "def evaluate(model):\n    return model + X_test"),
+            ("code", "X_test = 5"),
+            ("code", "score = evaluate(1)"),
+        ],
+        [step("split", 2), step("score", 3)],
+        prelude=[1],
+    )
+    assert flow.step("score").inputs == {"X_test": "split"}
+
+
+def test_classes_and_imports_travel_downstream(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "import json as j\nclass Box:\n    def get(self):\n        return size"),
+            ("code", "size = 2"),
+            ("code", "out = j.dumps(Box().get())"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"Box": "a", "j": "a", "size": "b"}
+    assert flow.step("a").code_outputs == ("Box",)
+
+
+def test_in_place_mutation_makes_a_step_the_new_producer(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "items = [1]\ntable = {'a': 1}"),
+            ("code", "items.append(2)"),
+            ("code", "table['b'] = 2"),
+            ("code", "n = 0"),
+            ("code", "n += 1"),
+            ("code", "result = (items, table, n)"),
+        ],
+        [step(f"s{i}", i) for i in range(1, 7)],
+    )
+    assert flow.step("s6").inputs == {"items": "s2", "n": "s5", "table": "s3"}
+    assert flow.step("s2").inputs == {"items": "s1"}
+
+
+def test_reading_after_del_is_an_error(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "tmp = 1"), ("code", "del tmp"), ("code", "x = tmp")],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert not result.ok
+    assert any(
+        "step `c`: cell 3, line 1: `tmp` is read, but step `b` deleted it" in m
+        for m in messages(result)
+    )
+
+
+def test_undefined_names_are_errors_naming_step_cell_and_line(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "a = 1"), ("code", "b = a\nc = typo + 1")],
+        [step("first", 1), step("second", 2)],
+    )
+    assert not result.ok
+    [diagnostic] = [d for d in result.diagnostics if d.code == "undefined-name"]
+    assert (
+        diagnostic.message
+        == "step `second`: cell 2, line 2: `typo` is read before any step defines it"
+    )
+    assert diagnostic.field == "spec.steps[1].cells"
+
+
+def test_a_name_defined_later_is_not_available_earlier(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "x = y"), ("code", "y = 1")],
+        [step("first", 1), step("second", 2)],
+    )
+    assert "`y` is read before any step defines it" in " ".join(messages(result))
+
+
+def test_star_imports_warn_and_silence_undefined_names(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "from math import *"), ("code", "x = sqrt(2)")],
+        [step("only", 2)],
+        prelude=[1],
+    )
+    assert result.ok
+    assert any(
+        "warning: prelude cell 1, line 1: `from math import *`" in m for m in messages(result)
+    )
+
+
+def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "values = [1, 2]"),
+            ("code", "def init():\n    global total\n    total = 0\ninit()"),
+            ("code", "doubled = [v * 2 for v in values]\nt = total"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"total": "b", "values": "a"}
+
+
+def test_after_adds_an_edge_without_data(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [("code", "a = 1"), ("code", "b = 2")],
+        [step("first", 1), step("second", 2, after=["first"])],
+    )
+    assert [(e.source, e.target, e.variables) for e in flow.edges] == [("first", "second", ())]
+    assert flow.step("second").upstream == ("first",)
+
+
+def test_magics_do_not_break_the_analysis(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [("code", "%matplotlib inline\n!echo hi\nfiles = !ls\nx = 1"), ("code", "%%time\ny = x")],
+        [step("a", 1), step("b", 2)],
+    )
+    assert flow.step("b").inputs == {"x": "a"}
+
+
+def test_wine_example_graph(wine: Path) -> None:
+    from kfg.config.load import load_pipeline
+
+    flow = load_pipeline(wine).flow
+    assert flow is not None
+    assert flow.step("random-forest").parameters == ("max_depth", "n_estimators", "random_state")
+    assert flow.step("features").parameters == ("random_state", "test_size")
+    assert flow.step("results").upstream == (
+        "logistic-regression",
+        "random-forest",
+        "svm",
+        "naive-bayes",
+        "decision-tree",
+    )

@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+
+from kfg.runtime import step
+from kfg.runtime.step import StepFailed, load_value, run_step, save_value, transform
+
+
+def run(tmp_path: Path, cells: list[str], **kwargs: Any) -> dict[str, float]:
+    arguments: dict[str, Any] = {
+        "pipeline": "p",
+        "step": "s",
+        "prelude": [],
+        "cells": list(enumerate(cells, start=1)),
+        "parameters": {},
+        "inputs": {},
+        "outputs": {},
+        "metrics": {},
+        "report": str(tmp_path / "report.html"),
+    }
+    arguments.update(kwargs)
+    return run_step(**arguments)
+
+
+def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
+    source = "%pip install x==1\n!ls -l\nfiles = !ls\nx = %env HOME\n  %time y = 1\ndf?\nz = 1"
+    out = transform(source)
+    assert out.count("\n") == source.count("\n")
+    assert out.splitlines() == [
+        "get_ipython().run_line_magic('pip', 'install x==1')",
+        "get_ipython().system('ls -l')",
+        "files = get_ipython().getoutput('ls')",
+        "x = get_ipython().run_line_magic('env', 'HOME')",
+        "  get_ipython().run_line_magic('time', 'y = 1')",
+        "pass",
+        "z = 1",
+    ]
+    assert transform("text = '%d items' % 3") == "text = '%d items' % 3"
+
+
+def test_cell_magics_run_python_bodies_or_become_one_call() -> None:
+    assert transform("%%time\nx = 1\ny = 2") == "\nx = 1\ny = 2"
+    assert transform("%%bash\necho hi\necho there") == (
+        "get_ipython().run_cell_magic('bash', '', 'echo hi\\necho there')\n\n"
+    )
+
+
+@given(st.text(alphabet=st.sampled_from(list("%!?ab=_ \n.'\"#()")), max_size=40))
+def test_transform_never_changes_the_line_count(source: str) -> None:
+    assert transform(source).count("\n") == source.count("\n")
+
+
+def test_shell_and_magics_work_at_run_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(
+        tmp_path,
+        [
+            "!echo from-shell\nlines = !printf 'a\\nb'\n%env KFG_T=1\nimport os\nv = os.environ['KFG_T']"
+        ],
+        outputs={"lines": str(tmp_path / "lines"), "v": str(tmp_path / "v")},
+    )
+    assert "from-shell" in capsys.readouterr().out
+    assert load_value(str(tmp_path / "lines")) == ["a", "b"]
+    assert load_value(str(tmp_path / "v")) == "1"
+
+
+def test_unsupported_magic_fails_with_cell_and_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        StepFailed,
+        match=r"step `s` failed in cell 1, line 2: RuntimeError: %store is not supported",
+    ):
+        run(tmp_path, ["x = 1\n%store x"])
+
+
+def test_failure_names_cell_position_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(StepFailed) as failure:
+        run(tmp_path, ["a = 1", "b = 2\nc = a / 0"], cells=[(7, "a = 1"), (9, "b = 2\nc = a / 0")])
+    assert (
+        str(failure.value)
+        == "step `s` failed in cell 9, line 2: ZeroDivisionError: division by zero"
+    )
+    assert 'File "<cell 9>", line 2' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt"),
+    [
+        (pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), None),
+        (pd.Series([1.5, 2.5], name="s"), "pandas-pickle"),
+        (np.arange(6).reshape(2, 3), "npy"),
+        ({"k": [1, 2.5, "z"]}, "cloudpickle"),
+        (json, "module"),
+    ],
+)
+def test_values_round_trip_in_a_type_aware_format(
+    tmp_path: Path, value: Any, fmt: str | None
+) -> None:
+    used = save_value("v", value, str(tmp_path / "v"))
+    if fmt is not None:
+        assert used == fmt
+    else:
+        assert used in ("parquet", "pandas-pickle")
+    loaded = load_value(str(tmp_path / "v"))
+    if isinstance(value, pd.DataFrame):
+        pd.testing.assert_frame_equal(loaded, value)
+    elif isinstance(value, pd.Series):
+        pd.testing.assert_series_equal(loaded, value)
+    elif isinstance(value, np.ndarray):
+        assert np.array_equal(loaded, value)
+    else:
+        assert loaded == value
+
+
+def test_scikit_learn_models_use_joblib(tmp_path: Path) -> None:
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    assert save_value("m", model, str(tmp_path / "m")) == "joblib"
+    assert load_value(str(tmp_path / "m")).predict([[1.0]])[0] == 1
+
+
+def test_notebook_functions_travel_and_read_the_consuming_steps_globals(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        ["factor = 2\ndef scale(x):\n    return x * factor"],
+        outputs={"scale": str(tmp_path / "f")},
+    )
+    assert json.loads((tmp_path / "f" / "kfg-value.json").read_text())["format"] == "cloudpickle"
+    run(
+        tmp_path,
+        ["factor = 10\ny = scale(3)"],
+        inputs={"scale": str(tmp_path / "f")},
+        outputs={"y": str(tmp_path / "y")},
+    )
+    assert load_value(str(tmp_path / "y")) == 30  # as in the notebook: the global at call time
+
+
+def test_unserialisable_value_names_variable_and_type(tmp_path: Path) -> None:
+    with pytest.raises(StepFailed, match=r"cannot save `gen` \(a builtins.generator\)"):
+        run(tmp_path, ["gen = (i for i in range(3))"], outputs={"gen": str(tmp_path / "g")})
+
+
+def test_missing_output_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(StepFailed, match="should pass `late` to later steps"):
+        run(tmp_path, ["if False:\n    late = 1"], outputs={"late": str(tmp_path / "l")})
+
+
+def test_metrics_are_logged_and_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logged: list[tuple[str, float]] = []
+    values = run(
+        tmp_path,
+        ["import numpy as np\nacc = np.float64(0.75)\nn = 3"],
+        metrics={"accuracy": "acc", "count": "n"},
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
+    assert values == {"accuracy": 0.75, "count": 3.0}
+    assert logged == [("accuracy", 0.75), ("count", 3.0)]
+    assert "accuracy=0.75\ncount=3.0\n" in capsys.readouterr().out
+
+
+def test_non_numeric_metric_fails(tmp_path: Path) -> None:
+    with pytest.raises(
+        StepFailed, match=r"metric `m` reads `v`, which is a builtins\.str, not a number"
+    ):
+        run(tmp_path, ["v = 'high'"], metrics={"m": "v"})
+
+
+def test_report_shows_prints_rich_reprs_and_figures(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        [
+            "print('hello')\nimport pandas as pd\npd.DataFrame({'col': [1]})",
+            "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nNone",
+            "class Md:\n    def _repr_markdown_(self):\n        return '# title'\nMd()",
+            "hidden = 1;",
+        ],
+    )
+    report = (tmp_path / "report.html").read_text()
+    assert "hello" in report
+    assert "<table" in report and "col" in report
+    assert "data:image/png;base64," in report
+    assert "# title" in report
+
+
+def test_parameters_are_globals_and_prelude_runs_first(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        ["z = helper(n)"],
+        prelude=[(1, "def helper(v):\n    return v + 1")],
+        parameters={"n": 4},
+        outputs={"z": str(tmp_path / "z")},
+    )
+    assert load_value(str(tmp_path / "z")) == 5
+
+
+def test_runtime_uses_only_the_standard_library() -> None:
+    tree = ast.parse(Path(step.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_main_exits_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        step.main(
+            pipeline="p",
+            step="s",
+            prelude=[],
+            cells=[(3, "1/0")],
+            parameters={},
+            inputs={},
+            outputs={},
+            metrics={},
+            report=None,
+        )
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.endswith(
+        "kfg: step `s` failed in cell 3, line 1: ZeroDivisionError: division by zero\n"
+    )
