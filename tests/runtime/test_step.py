@@ -17,12 +17,12 @@ from kfg.runtime import step
 from kfg.runtime.step import StepFailed, load_value, run_step, save_value, transform
 
 
-def run(tmp_path: Path, cells: list[str], **kwargs: Any) -> dict[str, float]:
+def run(tmp_path: Path, sources: list[str], **kwargs: Any) -> dict[str, float]:
     arguments: dict[str, Any] = {
         "pipeline": "p",
         "step": "s",
         "prelude": [],
-        "cells": list(enumerate(cells, start=1)),
+        "cells": list(enumerate(sources, start=1)),
         "parameters": {},
         "inputs": {},
         "outputs": {},
