@@ -108,13 +108,15 @@ def write(package: Package, target: Path, *, force: bool = False) -> None:
         os.chmod(staging, 0o755)
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.replace(target, retired / target.name)
             try:
-                os.replace(staging, target)
-            except BaseException:
-                os.replace(retired / target.name, target)
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
+                os.replace(target, retired / target.name)
+                try:
+                    os.replace(staging, target)
+                except BaseException:
+                    os.replace(retired / target.name, target)
+                    raise
+            finally:
+                shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, target)
     finally:

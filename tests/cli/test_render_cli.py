@@ -1,0 +1,154 @@
+"""`kfg render` and `kfg graph` from the command line: files, exit codes, drift checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfg.render import package as package_module
+from tests.cli.test_cli import kfg
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Both examples in a private git repository."""
+    (tmp_path / ".git").mkdir()
+    for name in ("wine", "digits"):
+        shutil.copytree(EXAMPLES / name, tmp_path / "notebooks" / name)
+    return tmp_path
+
+
+def test_render_one_pipeline_then_check(repo: Path) -> None:
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", "deploy/wine", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "notebooks/wine/kale.yaml: rendered pipeline version wine-quality-" in result.stdout
+    files = sorted(p.name for p in (repo / "deploy" / "wine").iterdir())
+    assert files == [
+        ".krmignore",
+        "Kptfile",
+        "kustomization.yaml",
+        "pipeline.ir.yaml",
+        "pipeline.yaml",
+    ]
+    check = kfg("render", "notebooks/wine/kale.yaml", "-o", "deploy/wine", "--check", cwd=repo)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "up to date" in check.stdout
+
+
+def test_check_reports_stale_output_as_a_diff(repo: Path) -> None:
+    assert kfg("render", "notebooks/wine/kale.yaml", "-o", "out", cwd=repo).returncode == 0
+    kale = repo / "notebooks" / "wine" / "kale.yaml"
+    kale.write_text(kale.read_text().replace('cpu: "2"', 'cpu: "3"'))
+    check = kfg("render", "notebooks/wine/kale.yaml", "-o", "out", "--check", cwd=repo)
+    assert check.returncode == 1
+    assert "-              resourceCpuRequest: '2'" in check.stdout
+    assert "+              resourceCpuRequest: '3'" in check.stdout
+    assert "--- a/out/pipeline.yaml" in check.stdout
+    assert "is stale" in check.stderr
+
+
+def test_render_repository_aggregates_every_pipeline(repo: Path) -> None:
+    result = kfg("render", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    top = yaml.safe_load((repo / "deploy" / "kustomization.yaml").read_text())
+    assert top["resources"] == ["digits-mlp", "wine-quality"]
+    assert (repo / "deploy" / "wine-quality" / "pipeline.yaml").is_file()
+    assert kfg("render", "--check", cwd=repo).returncode == 0
+
+
+def test_invalid_input_writes_nothing(repo: Path) -> None:
+    kale = repo / "notebooks" / "wine" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("cells: [22]", "cells: [99]"))
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", "out", cwd=repo)
+    assert result.returncode == 1
+    assert "kale.yaml:" in result.stderr and "nothing rendered" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (repo / "out").exists()
+
+
+def test_refuses_to_replace_files_it_did_not_write(repo: Path) -> None:
+    (repo / "out").mkdir()
+    (repo / "out" / "notes.md").write_text("mine\n")
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", "out", cwd=repo)
+    assert result.returncode == 1
+    assert "holds files kfg did not generate" in result.stderr
+    assert (repo / "out" / "notes.md").read_text() == "mine\n"
+
+
+def test_usage_errors_exit_2(repo: Path) -> None:
+    assert kfg("render", "missing.yaml", cwd=repo).returncode == 2
+    assert kfg("render", "--check", "--stdout", cwd=repo).returncode == 2
+    assert kfg("graph", "notebooks/wine/kale.yaml", "-f", "svg", cwd=repo).returncode == 2
+
+
+def test_stdout_prints_the_objects(repo: Path) -> None:
+    result = kfg("render", "notebooks/digits/kale.yaml", "--stdout", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["Pipeline", "PipelineVersion"]
+    assert not (repo / "deploy").exists()
+
+
+def test_failed_write_keeps_the_previous_output(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = repo / "out"
+    package_module.write(
+        package_module.Package({"a.yaml": f"{package_module.GENERATED}\nold\n"}), target
+    )
+    real_replace = os.replace
+    failures = [OSError(28, "No space left on device")]
+
+    def failing(src: object, dst: object) -> None:
+        if Path(str(dst)) == target and failures:  # the new output cannot take its place
+            raise failures.pop()
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(package_module.os, "replace", failing)
+    with pytest.raises(OSError):
+        package_module.write(package_module.Package({"b.yaml": "new\n"}), target)
+    assert sorted(p.name for p in target.iterdir()) == ["a.yaml"]
+    assert not [p for p in repo.iterdir() if p.name.startswith(".out.")]
+
+
+def test_output_is_byte_identical_across_hash_seeds_and_directories(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outputs = []
+    for seed, cwd in (("1", repo), ("2", repo / "notebooks")):
+        out = tmp_path_factory.mktemp(f"seed{seed}")
+        config = repo / "notebooks" / "digits" / "kale.yaml"
+        subprocess.run(
+            [sys.executable, "-m", "kfg", "render", str(config), "-o", str(out / "pkg")],
+            cwd=cwd,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+            capture_output=True,
+        )
+        outputs.append({p.name: p.read_bytes() for p in (out / "pkg").iterdir()})
+    assert outputs[0] == outputs[1]
+
+
+def test_graph_formats(repo: Path) -> None:
+    text = kfg("graph", "notebooks/digits/kale.yaml", cwd=repo)
+    assert text.returncode == 0, text.stderr
+    assert "    <- load: X_val, y_val" in text.stdout
+    mermaid = kfg("graph", "notebooks/digits/kale.yaml", "--format", "mermaid", cwd=repo)
+    assert mermaid.stdout.startswith("flowchart TD\n")
+    dot = kfg("graph", "notebooks/digits/kale.yaml", "-f", "dot", cwd=repo)
+    assert '"train" -> "evaluate" [label="model"];' in dot.stdout
+
+
+def test_graph_of_invalid_config_exits_1(repo: Path) -> None:
+    kale = repo / "notebooks" / "digits" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("cells: [11]", "cells: [99]"))
+    result = kfg("graph", str(kale), cwd=repo)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
