@@ -12,7 +12,9 @@ This module only produces text; it never imports kfp.
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from kfg.analysis.dataflow import Flow, StepFlow
@@ -42,19 +44,19 @@ def function_name(step: str) -> str:
     return f"{name}_step" if keyword.iskeyword(name) else name
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def literal(text: str) -> str:
     """A triple-quoted Python literal for `text`, readable in a pull-request diff."""
-    out = []
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif char == "'":
-            out.append("\\'")
-        elif char in "\n\t" or char >= " ":
-            out.append(char if char != "\x7f" else "\\x7f")
-        else:
-            out.append(f"\\x{ord(char):02x}")
-    return "'''" + "".join(out) + "'''"
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
+    return "'''" + escaped + "'''"
+
+
+@cache
+def _runtime_literal() -> str:
+    return literal(RUNTIME_PATH.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,10 @@ def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: St
     if step.runtime == "image":
         lines.append("    from kfg.runtime.step import main")
     else:
-        runtime = RUNTIME_PATH.read_text(encoding="utf-8")
         lines += [
             "    import types",
             "",
-            f"    runtime = {literal(runtime)}",
+            f"    runtime = {_runtime_literal()}",
             '    module = types.ModuleType("kfg_step_runtime")',
             '    exec(compile(runtime, "kfg_step_runtime.py", "exec"), module.__dict__)',
             "    main = module.main",

@@ -172,3 +172,23 @@ def test_kubectl_kustomize_builds_single_and_aggregated_packages(
     )
     for obj in built:
         crds.validate(obj)
+
+
+def test_kfp_writes_the_same_manifests_with_libyaml(tmp_path: Path) -> None:
+    """kfg lends kfp's compiler libyaml's emitter; the documents must not change."""
+    from kfp import compiler
+    from kfp.compiler.compiler_utils import KubernetesManifestOptions
+
+    from kfg.render.kfp_build import _manifests, build_graph
+
+    result = load_pipeline(EXAMPLES / "digits" / "kale.yaml", root=REPO)
+    assert result.pipeline and result.flow and result.notebook
+    graph, _ = build_graph(result.pipeline, result.flow, result.notebook)
+    options = KubernetesManifestOptions(pipeline_version_name="v", include_pipeline_manifest=True)
+    plain = tmp_path / "plain.yaml"
+    compiler.Compiler().compile(
+        graph, str(plain), kubernetes_manifest_options=options, kubernetes_manifest_format=True
+    )
+    assert _manifests(graph, tmp_path / "fast.yaml", options) == list(
+        yaml.safe_load_all(plain.read_text())
+    )
