@@ -49,3 +49,16 @@ def versioned(name: str, digest: str, max_length: int = DNS_LABEL_MAX) -> str:
     """
     room = max_length - len(digest) - 1
     return f"{name[:room].rstrip('-')}-{digest}"
+
+
+# Component inputs and outputs: parameters keep their names, artifacts carry a prefix, so a
+# variable and a parameter of the same name never collide.
+ARTIFACT_PREFIXES = ("in_", "out_", "kfg_")
+
+
+def input_name(variable: str) -> str:
+    return f"in_{variable}"
+
+
+def output_name(variable: str) -> str:
+    return f"out_{variable}"

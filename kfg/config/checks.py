@@ -17,6 +17,7 @@ from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.cellmap import PARAMETERS, CellMap, step_role
 from kfg.config.findings import Findings
 from kfg.diagnostics import did_you_mean
+from kfg.names import ARTIFACT_PREFIXES
 from kfg.notebook.reader import Notebook
 from kfg.quantity import parse_duration, parse_quantity
 
@@ -119,6 +120,14 @@ def parameters_of(
     if "values" in raw:
         parameters = [Parameter(name, value) for name, value in raw["values"].items()]
         for name in raw["values"]:
+            if name.startswith(ARTIFACT_PREFIXES):
+                findings.error(
+                    ("spec", "parameters", "values", name),
+                    "bad-parameter",
+                    f"`{name}` starts with {'/'.join(ARTIFACT_PREFIXES)}, which kfg reserves for"
+                    " the artifacts steps pass",
+                    key=True,
+                )
             if keyword.iskeyword(name):
                 findings.error(
                     ("spec", "parameters", "values", name),
@@ -140,6 +149,14 @@ def parameters_of(
             )
         for param in params:
             found[param.name] = param
+    for param in found.values():
+        if param.name.startswith(ARTIFACT_PREFIXES):
+            findings.error(
+                ("spec", "parameters", "cell"),
+                "bad-parameter",
+                f"parameters cell line {param.line}: `{param.name}` starts with"
+                f" {'/'.join(ARTIFACT_PREFIXES)}, which kfg reserves for the artifacts steps pass",
+            )
     if not found and not findings.failed:
         findings.error(
             ("spec", "parameters", "cell"),

@@ -19,21 +19,13 @@ from pathlib import Path
 
 from kfg.analysis.dataflow import Flow, StepFlow
 from kfg.config.model import Pipeline, Step
+from kfg.names import input_name, output_name
 from kfg.notebook.reader import Notebook
 
 RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime" / "step.py"
 CLOUDPICKLE = "cloudpickle==3.1.2"
 METRICS_OUTPUT = "kfg_metrics"
 REPORT_OUTPUT = "kfg_report"
-RESERVED_PREFIXES = ("in_", "out_", "kfg_")
-
-
-def input_name(variable: str) -> str:
-    return f"in_{variable}"
-
-
-def output_name(variable: str) -> str:
-    return f"out_{variable}"
 
 
 def function_name(step: str) -> str:
@@ -152,8 +144,3 @@ def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: St
         outputs=here.outputs,
         metrics=bool(metrics),
     )
-
-
-def name_clashes(pipeline: Pipeline) -> list[str]:
-    """Parameter names that would collide with the names kfg gives artifacts."""
-    return [p.name for p in pipeline.parameters if p.name.startswith(RESERVED_PREFIXES)]

@@ -25,9 +25,9 @@ from kfp.dsl import HTML, Artifact, Input, Metrics, Output
 
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
-from kfg.names import content_hash, versioned
+from kfg.names import content_hash, input_name, output_name, versioned
 from kfg.notebook.reader import Notebook
-from kfg.render.components import Component, build_component, input_name, output_name
+from kfg.render.components import Component, build_component
 from kfg.render.platform import kubernetes_config
 
 T = TypeVar("T")

@@ -205,3 +205,14 @@ def test_wine_example_graph(wine: Path) -> None:
         "naive-bayes",
         "decision-tree",
     )
+
+
+def test_parameter_names_cannot_take_artifact_prefixes(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "in_rate = 1"), ("code", "y = in_rate")],
+        [step("only", 2)],
+        parameters={"cell": 1},
+    )
+    assert not result.ok
+    assert "`in_rate` starts with in_/out_/kfg_" in " ".join(messages(result))

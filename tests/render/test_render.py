@@ -192,3 +192,40 @@ def test_kfp_writes_the_same_manifests_with_libyaml(tmp_path: Path) -> None:
     assert _manifests(graph, tmp_path / "fast.yaml", options) == list(
         yaml.safe_load_all(plain.read_text())
     )
+
+
+def test_every_step_setting_reaches_the_pipeline_spec(tmp_path: Path) -> None:
+    from tests.pipelines import make
+
+    step = {
+        "name": "train",
+        "cells": [1],
+        "image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+        "packages": ["scikit-learn==1.5.2"],
+        "resources": {
+            "cpu": {"request": "500m", "limit": "2"},
+            "memory": {"request": "1Gi", "limit": "4Gi"},
+            "gpu": {"count": 2, "type": "nvidia.com/gpu"},
+        },
+        "env": {"MODE": "fast", "DEBUG": True},
+        "retries": 3,
+        "caching": False,
+    }
+    result = make(tmp_path, [("code", "x = 1")], [step])
+    assert result.ok and result.pipeline and result.flow and result.notebook
+    item = render(result.pipeline, result.flow, result.notebook, tmp_path)
+    version = _objects(item)[1]["spec"]
+    container = version["pipelineSpec"]["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert container["image"] == step["image"]
+    assert "'scikit-learn==1.5.2'" in container["command"][2]
+    resources = container["resources"]
+    assert resources["resourceCpuRequest"] == "500m" and resources["resourceCpuLimit"] == "2"
+    assert resources["resourceMemoryRequest"] == "1Gi"
+    assert resources["resourceMemoryLimit"] == "4Gi"
+    accelerator = resources["accelerator"]
+    assert (accelerator["resourceCount"], accelerator["resourceType"]) == ("2", "nvidia.com/gpu")
+    assert {"name": "DEBUG", "value": "true"} in container["env"]
+    task = version["pipelineSpec"]["root"]["dag"]["tasks"]["train"]
+    assert task["retryPolicy"]["maxRetryCount"] == 3
+    assert task["cachingOptions"] == {}  # kfp writes enableCache only when it is true
+    json_format.ParseDict(version["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
