@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/kfg validate examples
 	$(BIN)/kfg cells examples/wine/wine.ipynb
+	$(BIN)/kfg graph examples/wine/kale.yaml
+	$(BIN)/kfg render examples -o deploy
+	$(BIN)/kubectl kustomize deploy > /dev/null && echo "kubectl kustomize deploy: ok"
 
 lint: $(STAMP)
 	$(BIN)/ruff check kfg tests benchmarks
@@ -26,6 +29,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_speed.py
+	$(BIN)/python benchmarks/render_speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis deploy
