@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -46,3 +47,31 @@ def parse_duration(value: str | int) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+# What kfp's task methods accept, which is narrower than what Kubernetes accepts.
+_KFP_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
+_KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+
+
+def kfp_cpu(value: str) -> str:
+    """A CPU quantity in a form kfp accepts: as written, or in whole millicores (rounded up).
+
+    Kubernetes itself keeps CPU to the millicore, so nothing is lost.
+    """
+    if _KFP_CPU.match(value):
+        return value
+    cores = parse_quantity(value)
+    if cores is None:
+        raise ValueError(f"`{value}` is not a CPU quantity")
+    return f"{math.ceil(cores * 1000)}m"
+
+
+def kfp_memory(value: str) -> str:
+    """A memory quantity in a form kfp accepts: as written, or in whole bytes (rounded up)."""
+    if _KFP_MEMORY.match(value):
+        return value
+    size = parse_quantity(value)
+    if size is None:
+        raise ValueError(f"`{value}` is not a memory quantity")
+    return str(math.ceil(size))

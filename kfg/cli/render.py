@@ -76,7 +76,10 @@ def command(
     rendered = []
     for result in results:
         assert result.pipeline and result.flow and result.notebook
-        rendered.append(render(result.pipeline, result.flow, result.notebook, repo))
+        try:
+            rendered.append(render(result.pipeline, result.flow, result.notebook, repo))
+        except ValueError as exc:  # kfp's compiler refusing something kfg's checks let through
+            fail(f"{result.display}: the kfp compiler refused the pipeline: {exc}")
 
     if stdout:
         typer.echo(dump_all([o for r in rendered for o in r.objects]), nl=False)

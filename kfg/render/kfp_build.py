@@ -27,6 +27,7 @@ from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
 from kfg.names import content_hash, input_name, output_name, versioned
 from kfg.notebook.reader import Notebook
+from kfg.quantity import kfp_cpu, kfp_memory
 from kfg.render.components import Component, build_component
 from kfg.render.platform import kubernetes_config
 
@@ -78,14 +79,14 @@ def _configure(task: Any, step: Step, pipeline: Pipeline) -> None:
     resources = step.resources
     if resources.cpu is not None:
         if resources.cpu.request:
-            task.set_cpu_request(resources.cpu.request)
+            task.set_cpu_request(kfp_cpu(resources.cpu.request))
         if resources.cpu.limit:
-            task.set_cpu_limit(resources.cpu.limit)
+            task.set_cpu_limit(kfp_cpu(resources.cpu.limit))
     if resources.memory is not None:
         if resources.memory.request:
-            task.set_memory_request(resources.memory.request)
+            task.set_memory_request(kfp_memory(resources.memory.request))
         if resources.memory.limit:
-            task.set_memory_limit(resources.memory.limit)
+            task.set_memory_limit(kfp_memory(resources.memory.limit))
     if resources.gpu is not None:
         task.set_accelerator_type(resources.gpu.type)
         task.set_accelerator_limit(resources.gpu.count)
