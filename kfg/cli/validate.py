@@ -61,7 +61,7 @@ def command(
         if diagnostics:
             typer.echo(report.text(diagnostics))
         for result in results:
-            if result.pipeline is not None:
+            if result.ok and result.pipeline is not None:
                 p = result.pipeline
                 cells = sum(len(s.cells) for s in p.steps)
                 typer.echo(

@@ -152,3 +152,25 @@ def test_graph_of_invalid_config_exits_1(repo: Path) -> None:
     result = kfg("graph", str(kale), cwd=repo)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_data_flow_errors_without_calling_the_file_valid(repo: Path) -> None:
+    notebook = repo / "notebooks" / "wine" / "wine.ipynb"
+    notebook.write_text(
+        notebook.read_text().replace("acc_bayes, acc_tree]", "acc_bayes, acc_typo]")
+    )
+    result = kfg("validate", "notebooks/wine", cwd=repo)
+    assert result.returncode == 1
+    assert (
+        "step `results`: cell 22, line 4: `acc_typo` is read before any step defines it"
+        in result.stdout
+    )
+    assert "valid: pipeline" not in result.stdout
+
+
+def test_two_configs_cannot_render_the_same_pipeline_name(repo: Path) -> None:
+    kale = repo / "notebooks" / "digits" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("name: digits-mlp", "name: wine-quality"))
+    result = kfg("render", cwd=repo)
+    assert result.returncode == 1
+    assert "both define pipeline `wine-quality`" in result.stderr
