@@ -115,6 +115,7 @@ class _Analysis:
         self.latest: dict[str, _Origin] = {}
         self.needs: dict[str, frozenset[str]] = {}
         self.prelude_star = False
+        self.prelude_parameters: set[str] = set()
         self.notebook = notebook
 
     def problem(self, severity: Severity, code: str, message: str, step: str | None) -> None:
@@ -125,6 +126,7 @@ class _Analysis:
         states = []
         for step in self.pipeline.steps:
             state = _StepState(step.name, star=self.prelude_star)
+            state.parameters |= self.prelude_parameters
             for cell in _cells(self.notebook, step.cells):
                 self._step_cell(state, cell)
             for name, how in state.changed.items():
@@ -146,11 +148,11 @@ class _Analysis:
                     self._star_warning(where, event, None)
                 elif event.kind is Kind.BIND:
                     state.local.add(event.name)
-                elif (
-                    event.kind is Kind.READ
-                    and not self._known(event.name, state.local)
-                    and not self.prelude_star
-                ):
+                elif event.kind is not Kind.READ or event.name in state.local:
+                    continue
+                elif event.name in self.parameters:
+                    self.prelude_parameters.add(event.name)  # every step runs the prelude
+                elif event.name not in KNOWN and not self.prelude_star:
                     self.problem(
                         Severity.ERROR,
                         "undefined-name",
@@ -161,9 +163,6 @@ class _Analysis:
             self.needs.update(cell.facts.needs)
         for name in state.local:
             self.latest[name] = _Origin("")
-
-    def _known(self, name: str, local: set[str]) -> bool:
-        return name in local or name in self.parameters or name in KNOWN
 
     def _star_warning(self, where: str, event: Event, step: str | None) -> None:
         self.problem(
@@ -180,6 +179,14 @@ class _Analysis:
             if event.kind is Kind.STAR_IMPORT:
                 state.star = True
                 self._star_warning(where, event, state.name)
+            elif event.kind is Kind.DYNAMIC:
+                self.problem(
+                    Severity.WARNING,
+                    "dynamic-names",
+                    f"{where}: `{event.name}()` can read and define variables by name, which"
+                    " kfg cannot see; other steps will not receive what it defines",
+                    state.name,
+                )
             elif event.kind is Kind.READ:
                 self._read(state, event.name, where, set())
             elif event.kind is Kind.BIND:

@@ -70,12 +70,17 @@ MUTATING_METHODS = frozenset(
 )
 
 
+# Calls that reach the module namespace through strings, which no static analysis follows.
+DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals"})
+
+
 class Kind(str, Enum):
     READ = "read"
     BIND = "bind"
     MUTATE = "mutate"
     DELETE = "delete"
     STAR_IMPORT = "star-import"
+    DYNAMIC = "dynamic"  # exec, eval, globals(): names used through strings
 
 
 @dataclass(frozen=True)
@@ -347,6 +352,10 @@ class _ModuleFacts(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and (
+            node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)
+        ):
+            self._event(Kind.DYNAMIC, node.func.id, node)
         mutated = _mutates(node)
         if mutated is not None:
             self._event(Kind.MUTATE, mutated, node)

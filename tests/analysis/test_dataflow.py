@@ -216,3 +216,32 @@ def test_parameter_names_cannot_take_artifact_prefixes(tmp_path: Path) -> None:
     )
     assert not result.ok
     assert "`in_rate` starts with in_/out_/kfg_" in " ".join(messages(result))
+
+
+def test_parameters_the_prelude_reads_go_to_every_step(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "seed = 7\nrate = 0.1"),
+            ("code", "import random\nrandom.seed(seed)"),
+            ("code", "a = 1"),
+            ("code", "b = rate"),
+        ],
+        [step("first", 3), step("second", 4)],
+        parameters={"cell": 1},
+        prelude=[2],
+    )
+    assert flow.step("first").parameters == ("seed",)
+    assert flow.step("second").parameters == ("rate", "seed")
+
+
+def test_exec_and_globals_are_warned_about(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "globals()['made'] = 1\nexec('other = 2')")],
+        [step("only", 1)],
+    )
+    assert result.ok
+    warnings = [m for m in messages(result) if "dynamic" in m or "by name" in m]
+    assert len(warnings) == 2
+    assert "step `only`: cell 1, line 1: `globals()` can read and define variables" in warnings[0]
