@@ -297,6 +297,13 @@ def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
                 f" `{spec['volumes'][mounts[mount]]['name']}`",
             )
         mounts.setdefault(mount, index)
+        if volume.get("readOnly"):
+            findings.warning(
+                (*path, "readOnly"),
+                "read-only-not-enforced",
+                "Kubeflow Pipelines 2.x mounts claims read-write (its platform spec has no"
+                " read-only mount), so `readOnly` is not enforced; steps must not write here",
+            )
     for index, step in enumerate(spec["steps"]):
         for j, name in enumerate(step.get("volumes", [])):
             if name not in names:

@@ -443,3 +443,16 @@ def test_other_requirements_go_through_packaging(wine: Path, text: str) -> None:
     codes = [f[2] for f in _found(wine)]
     assert codes in ([], ["unpinned-package"])
     assert (codes == []) == (" @ " in text or "; " in text)
+
+
+def test_read_only_volumes_are_flagged_as_not_enforced(tmp_path: Path) -> None:
+    from tests.pipelines import make, messages
+
+    result = make(
+        tmp_path,
+        [("code", "x = 1")],
+        [{"name": "a", "cells": [1], "volumes": ["data"]}],
+        volumes=[{"name": "data", "claim": "c", "mountPath": "/data", "readOnly": True}],
+    )
+    assert result.ok
+    assert any("`readOnly` is not enforced" in m for m in messages(result))
