@@ -92,6 +92,7 @@ class _StepState:
     local: set[str] = field(default_factory=set)
     changed: dict[str, str] = field(default_factory=dict)  # name -> how it was bound
     deleted: set[str] = field(default_factory=set)
+    rebound: set[str] = field(default_factory=set)
     needs: dict[str, frozenset[str]] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     parameters: set[str] = field(default_factory=set)
@@ -133,6 +134,8 @@ class _Analysis:
                 self.latest[name] = _Origin(step.name, how=how)
                 if name in state.needs:
                     self.needs[name] = state.needs[name]
+                elif name in state.rebound:  # no longer the function it was
+                    self.needs.pop(name, None)
             for name in state.deleted:
                 self.latest[name] = _Origin(step.name, deleted=True)
             states.append(state)
@@ -191,6 +194,7 @@ class _Analysis:
                 self._read(state, event.name, where, set())
             elif event.kind is Kind.BIND:
                 state.local.add(event.name)
+                state.rebound.add(event.name)
                 state.deleted.discard(event.name)
                 state.changed[event.name] = event.how
                 if event.name in cell.facts.needs and event.how in BY_VALUE_CODE:

@@ -245,3 +245,17 @@ def test_exec_and_globals_are_warned_about(tmp_path: Path) -> None:
     warnings = [m for m in messages(result) if "dynamic" in m or "by name" in m]
     assert len(warnings) == 2
     assert "step `only`: cell 1, line 1: `globals()` can read and define variables" in warnings[0]
+
+
+def test_a_rebound_function_name_no_longer_needs_the_functions_globals(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "scale = 2"),
+            ("code", "def f():\n    return scale"),
+            ("code", "f = 5"),
+            ("code", "y = f"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3), step("d", 4)],
+    )
+    assert flow.step("d").inputs == {"f": "c"}
