@@ -105,6 +105,15 @@ def resolve_plain(text: str) -> Any:
     return text
 
 
+def plain_is_safe(text: str) -> bool:
+    """Whether `text` may be written unquoted: a YAML 1.2 reader gets the same string back.
+
+    PyYAML writes YAML 1.1 and leaves strings such as `1e-06`, `0o17` or `0E0` plain,
+    which YAML 1.2 readers (kustomize, Argo CD, Flux, editors, kfg) take for numbers.
+    """
+    return text.isprintable() and resolve_plain(text) == text
+
+
 def _tagged(tag: str, text: str, pos: Pos) -> Any:
     short = tag.replace("tag:yaml.org,2002:", "!!")
     if short == "!!str":

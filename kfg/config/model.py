@@ -21,6 +21,9 @@ DEFAULT_PARALLEL_TRIALS = 3
 DEFAULT_MAX_FAILED_TRIALS = 3
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 DEFAULT_RUNTIME = "embedded"
+DEFAULT_LAUNCHER_IMAGE = "ghcr.io/kfg-dev/kfg"  # tagged with kfg's version
+DEFAULT_KFP_ENDPOINT = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+DEFAULT_LAUNCHER_TIMEOUT = 7200.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,21 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    image: str
+    service_account: str
+    kfp_access: str = "pod-label"
+    endpoint: str = DEFAULT_KFP_ENDPOINT
+    timeout_seconds: float = DEFAULT_LAUNCHER_TIMEOUT
+
+
+def default_launcher_image() -> str:
+    from kfg import __version__
+
+    return f"{DEFAULT_LAUNCHER_IMAGE}:{__version__}"
+
+
+@dataclass(frozen=True)
 class Pipeline:
     name: str
     source: Path
@@ -137,6 +155,9 @@ class Pipeline:
     metrics: tuple[Metric, ...] = ()
     volumes: tuple[Volume, ...] = ()
     tuning: Tuning | None = None
+    launcher: Launcher = field(
+        default_factory=lambda: Launcher(default_launcher_image(), "kfg-launcher")
+    )
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -272,4 +293,19 @@ def build(
             for v in spec.get("volumes", [])
         ),
         tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
+        launcher=_launcher(spec.get("launcher", {}), meta["name"]),
+    )
+
+
+def _launcher(raw: dict[str, Any], pipeline: str) -> Launcher:
+    """Each pipeline's launcher has its own ServiceAccount unless kale.yaml names one."""
+    timeout = raw.get("timeout")
+    return Launcher(
+        image=raw.get("image", default_launcher_image()),
+        service_account=raw.get("serviceAccount", f"{pipeline[:50]}-launcher"),
+        kfp_access=raw.get("kfpAccess", "pod-label"),
+        endpoint=raw.get("endpoint", DEFAULT_KFP_ENDPOINT),
+        timeout_seconds=(parse_duration(timeout) or DEFAULT_LAUNCHER_TIMEOUT)
+        if timeout is not None
+        else DEFAULT_LAUNCHER_TIMEOUT,
     )

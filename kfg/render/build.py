@@ -15,7 +15,7 @@ from typing import Any
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.notebook.reader import Notebook
-from kfg.render import gitops
+from kfg.render import gitops, katib, launcher
 from kfg.render.package import (
     KPTFILE,
     KRMIGNORE,
@@ -29,6 +29,9 @@ from kfg.render.yamlout import dump_all, sorted_keys
 
 PIPELINE_FILE = "pipeline.yaml"
 IR_FILE = "pipeline.ir.yaml"
+EXPERIMENT_FILE = "experiment.yaml"
+LAUNCHER_FILE = "launcher.yaml"
+PIPELINE_LABEL = "kfg.dev/pipeline"
 # Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
 PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
 SOURCE_ANNOTATION = "kfg.dev/source"
@@ -102,12 +105,21 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     top = header(source)
     package = Package()
     package.add(PIPELINE_FILE, dump_all(objects, top))
+    resources = [PIPELINE_FILE]
+    if pipeline.tuning is not None:
+        labels = {**gitops.MANAGED_BY, PIPELINE_LABEL: pipeline.name}
+        access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
+        tuning = katib.experiment(pipeline, compiled.version, labels)
+        package.add(LAUNCHER_FILE, dump_all(access, top))
+        package.add(EXPERIMENT_FILE, dump_all([tuning], top))
+        resources += [LAUNCHER_FILE, EXPERIMENT_FILE]
+        objects += [*access, tuning]
     ir_note = (
         "# The same pipeline as Kubeflow's IR, for installations that upload pipelines"
         f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"
     )
     package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
-    package.add(KUSTOMIZATION, kustomization([PIPELINE_FILE], source))
+    package.add(KUSTOMIZATION, kustomization(resources, source))
     package.add(
         KPTFILE,
         kptfile(

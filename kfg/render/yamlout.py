@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from kfg.yamlsource import plain_is_safe
+
 # libyaml's emitter when PyYAML was built with it (every PyYAML wheel on PyPI is): it is
 # about ten times faster on pipelines that embed their code, and the golden-file tests pin
 # its output.
@@ -27,7 +29,8 @@ class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
 def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+    style = None if plain_is_safe(value) or not value.isprintable() else "'"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _Dumper.add_representer(str, _string)

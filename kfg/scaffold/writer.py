@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from kfg.yamlsource import resolve_plain
+from kfg.yamlsource import plain_is_safe
 
 MODELINE = "# yaml-language-server: $schema={schema}"
 
@@ -20,7 +20,7 @@ class _Dumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if not value.isprintable():
         style: str | None = '"'
-    elif resolve_plain(value) != value:
+    elif not plain_is_safe(value):
         style = "'"
     else:
         style = None

@@ -92,7 +92,14 @@ def test_stdout_prints_the_objects(repo: Path) -> None:
     result = kfg("render", "notebooks/digits/kale.yaml", "--stdout", cwd=repo)
     assert result.returncode == 0, result.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
-    assert kinds == ["Pipeline", "PipelineVersion"]
+    assert kinds == [
+        "Pipeline",
+        "PipelineVersion",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Experiment",
+    ]
     assert not (repo / "deploy").exists()
 
 

@@ -168,7 +168,7 @@ def test_kubectl_kustomize_builds_single_and_aggregated_packages(
     write(aggregate(list(rendered.values()), "examples"), tmp_path / "all")
     built = _kustomize(tmp_path / "all")
     assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == sorted(
-        (o["kind"], o["metadata"]["name"]) for item in rendered.values() for o in _objects(item)
+        (o["kind"], o["metadata"]["name"]) for item in rendered.values() for o in item.objects
     )
     for obj in built:
         crds.validate(obj)
