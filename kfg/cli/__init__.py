@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, graph, init, render, schema, validate
+from kfg.cli import cells, graph, init, render, schema, trial, validate
 
 app = typer.Typer(
     name="kfg",
@@ -44,6 +44,7 @@ app.command("init")(init.command)
 app.command("schema")(schema.command)
 app.command("graph")(graph.command)
 app.command("render")(render.command)
+app.command("trial")(trial.command)
 
 
 def main() -> None:
