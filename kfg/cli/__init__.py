@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, graph, init, render, schema, trial, validate
+from kfg.cli import cells, graph, init, render, schema, submit, trial, validate
 
 app = typer.Typer(
     name="kfg",
@@ -45,6 +45,7 @@ app.command("schema")(schema.command)
 app.command("graph")(graph.command)
 app.command("render")(render.command)
 app.command("trial")(trial.command)
+app.command("submit")(submit.command)
 
 
 def main() -> None:

@@ -130,6 +130,7 @@ class Launcher:
     kfp_access: str = "pod-label"
     endpoint: str = DEFAULT_KFP_ENDPOINT
     timeout_seconds: float = DEFAULT_LAUNCHER_TIMEOUT
+    run_on_sync: bool = False
 
 
 def default_launcher_image() -> str:
@@ -308,4 +309,5 @@ def _launcher(raw: dict[str, Any], pipeline: str) -> Launcher:
         timeout_seconds=(parse_duration(timeout) or DEFAULT_LAUNCHER_TIMEOUT)
         if timeout is not None
         else DEFAULT_LAUNCHER_TIMEOUT,
+        run_on_sync=raw.get("runOnSync", False),
     )

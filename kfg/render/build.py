@@ -31,6 +31,7 @@ PIPELINE_FILE = "pipeline.yaml"
 IR_FILE = "pipeline.ir.yaml"
 EXPERIMENT_FILE = "experiment.yaml"
 LAUNCHER_FILE = "launcher.yaml"
+RUN_FILE = "run.yaml"
 PIPELINE_LABEL = "kfg.dev/pipeline"
 # Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
 PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
@@ -106,14 +107,22 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     package = Package()
     package.add(PIPELINE_FILE, dump_all(objects, top))
     resources = [PIPELINE_FILE]
-    if pipeline.tuning is not None:
-        labels = {**gitops.MANAGED_BY, PIPELINE_LABEL: pipeline.name}
+    labels = {**gitops.MANAGED_BY, PIPELINE_LABEL: pipeline.name}
+    if pipeline.tuning is not None or pipeline.launcher.run_on_sync:
         access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
-        tuning = katib.experiment(pipeline, compiled.version, labels)
         package.add(LAUNCHER_FILE, dump_all(access, top))
+        resources.append(LAUNCHER_FILE)
+        objects += access
+    if pipeline.tuning is not None:
+        tuning = katib.experiment(pipeline, compiled.version, labels)
         package.add(EXPERIMENT_FILE, dump_all([tuning], top))
-        resources += [LAUNCHER_FILE, EXPERIMENT_FILE]
-        objects += [*access, tuning]
+        resources.append(EXPERIMENT_FILE)
+        objects.append(tuning)
+    if pipeline.launcher.run_on_sync:
+        job = launcher.run_job(pipeline, compiled.version, labels)
+        package.add(RUN_FILE, dump_all([job], top))
+        resources.append(RUN_FILE)
+        objects.append(job)
     ir_note = (
         "# The same pipeline as Kubeflow's IR, for installations that upload pipelines"
         f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"

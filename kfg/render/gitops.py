@@ -21,6 +21,7 @@ WAVE_SNAPSHOT = 0
 WAVE_PIPELINE = 1
 WAVE_PIPELINE_VERSION = 2
 WAVE_EXPERIMENT = 3
+WAVE_RUN = 4
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kfg"}
 

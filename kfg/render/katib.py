@@ -14,7 +14,7 @@ from typing import Any
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.names import content_hash, versioned
 from kfg.render import gitops
-from kfg.render.launcher import CONTAINER, pod_template
+from kfg.render.launcher import CONTAINER, launcher_args, pod_template
 
 API_VERSION = "kubeflow.org/v1beta1"
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -89,21 +89,7 @@ def _objective(tuning: Tuning) -> dict[str, Any]:
 
 def trial_args(pipeline: Pipeline, version: str, tuning: Tuning) -> list[str]:
     """`kfg trial` arguments, with Katib placeholders for the trial's name and values."""
-    args = [
-        "trial",
-        "--pipeline",
-        pipeline.name,
-        "--version",
-        version,
-        "--run-name",
-        f"${{trialParameters.{TRIAL_NAME_PARAMETER}}}",
-        "--endpoint",
-        pipeline.launcher.endpoint,
-        "--timeout",
-        str(int(pipeline.launcher.timeout_seconds)),
-    ]
-    if pipeline.namespace:
-        args += ["--namespace", pipeline.namespace]
+    args = launcher_args(pipeline, version, f"${{trialParameters.{TRIAL_NAME_PARAMETER}}}")
     for name in (tuning.metric, *tuning.additional_metrics):
         args += ["--metric", name]
     for space in tuning.parameters:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfg.config.model import Launcher
+from kfg.config.model import Launcher, Pipeline
+from kfg.names import versioned
+from kfg.render import gitops
 
 CONTAINER = "kfg-trial"
 TOKEN_AUDIENCE = "pipelines.kubeflow.org"
@@ -61,6 +63,9 @@ def pod_template(launcher: Launcher, args: list[str], labels: dict[str, str]) ->
             "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": True,
         },
+        # The root filesystem is read-only; kfp.Client keeps its settings under $HOME.
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     spec: dict[str, Any] = {
         "serviceAccountName": launcher.service_account,
@@ -72,15 +77,16 @@ def pod_template(launcher: Launcher, args: list[str], labels: dict[str, str]) ->
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
     }
     if launcher.kfp_access == "pod-label":
         pod_labels.update(ACCESS_LABEL)
     else:
-        container["env"] = [{"name": TOKEN_ENV, "value": f"{TOKEN_DIRECTORY}/token"}]
-        container["volumeMounts"] = [
+        container["env"].append({"name": TOKEN_ENV, "value": f"{TOKEN_DIRECTORY}/token"})
+        container["volumeMounts"].append(
             {"name": "kfp-token", "mountPath": TOKEN_DIRECTORY, "readOnly": True}
-        ]
-        spec["volumes"] = [
+        )
+        spec["volumes"] += [
             {
                 "name": "kfp-token",
                 "projected": {
@@ -97,6 +103,55 @@ def pod_template(launcher: Launcher, args: list[str], labels: dict[str, str]) ->
             }
         ]
     return {"metadata": {"labels": dict(sorted(pod_labels.items()))}, "spec": spec}
+
+
+def launcher_args(pipeline: Pipeline, version: str, run_name: str) -> list[str]:
+    """`kfg trial` arguments naming the version, the run and the KFP API (no parameters:
+    the run takes the pipeline's defaults unless the caller adds `--param`)."""
+    launcher = pipeline.launcher
+    args = [
+        "trial",
+        "--pipeline",
+        pipeline.name,
+        "--version",
+        version,
+        "--run-name",
+        run_name,
+        "--endpoint",
+        launcher.endpoint,
+        "--timeout",
+        str(int(launcher.timeout_seconds)),
+    ]
+    if pipeline.namespace:
+        args += ["--namespace", pipeline.namespace]
+    return args
+
+
+def run_job(pipeline: Pipeline, version: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Job that starts one run of `version` when it is synced: "run on merge".
+
+    Named after the version, it runs once per version: Kubernetes keeps a finished Job,
+    and a new version is a new Job. It sets no TTL, because a controller would re-create
+    a Job that cleaned itself up, and run the pipeline again.
+    """
+    digest = version.rsplit("-", 1)[1]
+    name = f"{versioned(pipeline.name, digest, 59)}-run"
+    metadata: dict[str, Any] = {"name": name}
+    if pipeline.namespace:
+        metadata["namespace"] = pipeline.namespace
+    metadata["labels"] = dict(labels)
+    metadata["annotations"] = {gitops.ARGOCD_SYNC_WAVE: str(gitops.WAVE_RUN)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": 0,
+            "template": pod_template(
+                pipeline.launcher, launcher_args(pipeline, version, name), labels
+            ),
+        },
+    }
 
 
 def rbac(launcher: Launcher, labels: dict[str, str], namespace: str | None) -> list[dict[str, Any]]:

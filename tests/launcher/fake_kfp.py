@@ -100,6 +100,7 @@ class Scenario:
     create_run_status: int = 200
     run_gone: bool = False
     pipelines: list[dict[str, Any]] = field(default_factory=lambda: [PIPELINE])
+    version: str = VERSION["display_name"]
 
 
 @dataclass
@@ -164,7 +165,8 @@ class FakeKfp:
             pipelines = scenario.pipelines
             return 200, {"pipelines": pipelines, "total_size": len(pipelines)} if pipelines else {}
         if path == f"/apis/v2beta1/pipelines/{PIPELINE['pipeline_id']}/versions":
-            return 200, {"pipeline_versions": [VERSION], "total_size": 1}
+            version = {**VERSION, "display_name": scenario.version}
+            return 200, {"pipeline_versions": [version], "total_size": 1}
         if path == "/apis/v2beta1/experiments" and method == "GET":
             return 200, {}
         if path == "/apis/v2beta1/experiments" and method == "POST":

@@ -122,13 +122,15 @@ def test_token_access_mounts_a_projected_token(tmp_path: Path) -> None:
     job = _experiment(item)["spec"]["trialTemplate"]["trialSpec"]
     crds.validate({**job, "metadata": {"name": "trial"}})
     pod = job["spec"]["template"]["spec"]
-    [source] = pod["volumes"][0]["projected"]["sources"]
+    token = next(v for v in pod["volumes"] if v["name"] == "kfp-token")
+    [source] = token["projected"]["sources"]
     assert source["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
     container = pod["containers"][0]
     assert container["image"] == "ghcr.io/acme/kfg:1.0"
-    assert container["env"] == [
-        {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": "/var/run/secrets/kubeflow/pipelines/token"}
-    ]
+    assert {
+        "name": "KF_PIPELINES_SA_TOKEN_PATH",
+        "value": "/var/run/secrets/kubeflow/pipelines/token",
+    } in container["env"]
     assert container["args"][container["args"].index("--timeout") + 1] == "1800"
     assert "access-ml-pipeline" not in job["spec"]["template"]["metadata"]["labels"]
 
