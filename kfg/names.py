@@ -62,3 +62,13 @@ def input_name(variable: str) -> str:
 
 def output_name(variable: str) -> str:
     return f"out_{variable}"
+
+
+def snapshot_name(claim: str, version: str) -> str:
+    """The VolumeSnapshot of `claim` at data version `version` (a DNS-1123 subdomain)."""
+    return f"{claim}-{version}"[:253].rstrip("-.")
+
+
+def restored_claim(volume: str, run_placeholder: str) -> str:
+    """The claim a run restores a snapshot into: unique per run, known before it starts."""
+    return f"kfg-{volume}-{run_placeholder}"

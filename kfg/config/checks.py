@@ -297,6 +297,14 @@ def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
                 f" `{spec['volumes'][mounts[mount]]['name']}`",
             )
         mounts.setdefault(mount, index)
+        if "snapshot" in volume and "size" not in volume["snapshot"]:
+            findings.warning(
+                (*path, "snapshot"),
+                "snapshot-size",
+                "runs restore this snapshot into a new claim, which needs a size at least the"
+                " snapshot's restoreSize; add `size:` (10Gi is assumed)",
+                key=True,
+            )
         if volume.get("readOnly"):
             findings.warning(
                 (*path, "readOnly"),

@@ -80,10 +80,16 @@ class Metric:
     step: str
 
 
+DEFAULT_RESTORE_SIZE = "10Gi"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     version: str
     class_name: str | None = None
+    size: str = DEFAULT_RESTORE_SIZE
+    storage_class: str | None = None
+    access_mode: str = "ReadWriteOnce"
 
 
 @dataclass(frozen=True)
@@ -287,14 +293,22 @@ def build(
                 v["claim"],
                 v["mountPath"],
                 v.get("readOnly", False),
-                Snapshot(v["snapshot"]["version"], v["snapshot"].get("className"))
-                if "snapshot" in v
-                else None,
+                _snapshot(v["snapshot"]) if "snapshot" in v else None,
             )
             for v in spec.get("volumes", [])
         ),
         tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
         launcher=_launcher(spec.get("launcher", {}), meta["name"]),
+    )
+
+
+def _snapshot(raw: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        version=raw["version"],
+        class_name=raw.get("className"),
+        size=str(raw.get("size", DEFAULT_RESTORE_SIZE)),
+        storage_class=raw.get("storageClass"),
+        access_mode=raw.get("accessMode", "ReadWriteOnce"),
     )
 
 

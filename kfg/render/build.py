@@ -15,7 +15,7 @@ from typing import Any
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.notebook.reader import Notebook
-from kfg.render import gitops, katib, launcher
+from kfg.render import gitops, katib, launcher, snapshots
 from kfg.render.package import (
     KPTFILE,
     KRMIGNORE,
@@ -32,6 +32,7 @@ IR_FILE = "pipeline.ir.yaml"
 EXPERIMENT_FILE = "experiment.yaml"
 LAUNCHER_FILE = "launcher.yaml"
 RUN_FILE = "run.yaml"
+SNAPSHOTS_FILE = "snapshots.yaml"
 PIPELINE_LABEL = "kfg.dev/pipeline"
 # Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
 PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
@@ -108,6 +109,11 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     package.add(PIPELINE_FILE, dump_all(objects, top))
     resources = [PIPELINE_FILE]
     labels = {**gitops.MANAGED_BY, PIPELINE_LABEL: pipeline.name}
+    data = snapshots.volume_snapshots(pipeline, labels)
+    if data:
+        package.add(SNAPSHOTS_FILE, dump_all(data, top))
+        resources.insert(0, SNAPSHOTS_FILE)
+        objects[:0] = data
     if pipeline.tuning is not None or pipeline.launcher.run_on_sync:
         access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
         package.add(LAUNCHER_FILE, dump_all(access, top))

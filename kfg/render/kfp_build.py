@@ -28,6 +28,7 @@ from kfg.config.model import Pipeline, Step
 from kfg.names import content_hash, input_name, output_name, versioned
 from kfg.notebook.reader import Notebook
 from kfg.quantity import kfp_cpu, kfp_memory
+from kfg.render import snapshots
 from kfg.render.components import Component, build_component
 from kfg.render.platform import kubernetes_config
 
@@ -106,6 +107,7 @@ def _pipeline_function(
     def body(*args: Any) -> None:
         values = dict(zip(names, args, strict=True))
         tasks: dict[str, Any] = {}
+        restored = {v.name: (v, snapshots.restore(v)) for v in snapshots.snapshotted(pipeline)}
         for step in pipeline.steps:
             here = flow.step(step.name)
             arguments = {p: values[p] for p in here.parameters}
@@ -117,7 +119,14 @@ def _pipeline_function(
                 if upstream not in {s for s in here.inputs.values()}:
                     task.after(tasks[upstream])
             _configure(task, step, pipeline)
+            for name in step.volumes:
+                if name in restored:
+                    volume, created = restored[name]
+                    snapshots.mount(task, volume, created)
             tasks[step.name] = task
+        for volume, _ in restored.values():
+            users = [tasks[s.name] for s in pipeline.steps if volume.name in s.volumes]
+            snapshots.release(volume, users)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [

@@ -1,0 +1,97 @@
+"""Versioned data: VolumeSnapshots, and the claim each run restores, mounts and releases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kfg.render import gitops
+from kfg.render.build import SNAPSHOTS_FILE, Rendered, render
+from tests import crds
+from tests.pipelines import make, messages
+
+VOLUMES = [
+    {
+        "name": "data",
+        "claim": "wine-data",
+        "mountPath": "/data",
+        "snapshot": {
+            "version": "2026-11-01",
+            "size": "20Gi",
+            "className": "csi-snapclass",
+            "accessMode": "ReadOnlyMany",
+        },
+    },
+    {"name": "scratch", "claim": "scratch", "mountPath": "/scratch"},
+]
+
+
+def _render(tmp_path: Path, volumes: list[dict[str, Any]] = VOLUMES) -> Rendered:
+    result = make(
+        tmp_path,
+        [("code", "x = 1"), ("code", "y = x"), ("code", "z = y")],
+        [
+            {"name": "load", "cells": [1], "volumes": ["data"]},
+            {"name": "train", "cells": [2], "volumes": ["data", "scratch"]},
+            {"name": "report", "cells": [3], "volumes": []},
+        ],
+        volumes=volumes,
+    )
+    assert result.ok and result.pipeline and result.flow and result.notebook, messages(result)
+    return render(result.pipeline, result.flow, result.notebook, tmp_path)
+
+
+def test_snapshot_is_rendered_kept_and_synced_first(tmp_path: Path) -> None:
+    item = _render(tmp_path)
+    [snapshot] = [d for d in yaml.safe_load_all(item.package.files[SNAPSHOTS_FILE]) if d]
+    crds.validate(snapshot)
+    assert snapshot["metadata"]["name"] == "wine-data-2026-11-01"
+    assert snapshot["spec"] == {
+        "source": {"persistentVolumeClaimName": "wine-data"},
+        "volumeSnapshotClassName": "csi-snapclass",
+    }
+    assert gitops.is_kept(snapshot)
+    assert snapshot["metadata"]["annotations"][gitops.ARGOCD_SYNC_WAVE] == "0"
+    assert item.objects[0] is not None and item.objects[0]["kind"] == "VolumeSnapshot"
+
+
+def test_each_run_restores_mounts_and_releases_its_own_claim(tmp_path: Path) -> None:
+    spec = next(o for o in _render(tmp_path).objects if o["kind"] == "PipelineVersion")["spec"]
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    create = tasks["createpvc"]
+    inputs = create["inputs"]["parameters"]
+    assert inputs["pvc_name"]["runtimeValue"]["constant"] == "kfg-data-{{$.pipeline_job_uuid}}"
+    assert inputs["data_source"]["runtimeValue"]["constant"] == {
+        "apiGroup": "snapshot.storage.k8s.io",
+        "kind": "VolumeSnapshot",
+        "name": "wine-data-2026-11-01",
+    }
+    assert inputs["size"]["runtimeValue"]["constant"] == "20Gi"
+    assert inputs["access_modes"]["runtimeValue"]["constant"] == ["ReadOnlyMany"]
+    assert create["cachingOptions"] == {}
+    delete = tasks["deletepvc"]
+    assert sorted(delete["dependentTasks"]) == ["load", "train"]
+    assert delete["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert delete["inputs"]["parameters"]["pvc_name"]["runtimeValue"]["constant"] == (
+        "kfg-data-{{$.pipeline_job_uuid}}"
+    )
+    executors = spec["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    load_mounts = executors["exec-load"]["pvcMount"]
+    assert [m["mountPath"] for m in load_mounts] == ["/data"]
+    assert load_mounts[0]["taskOutputParameter"]["producerTask"] == "createpvc"
+    train_mounts = {m["mountPath"]: m for m in executors["exec-train"]["pvcMount"]}
+    assert train_mounts["/scratch"]["constant"] == "scratch"
+    assert "pvcMount" not in executors.get("exec-report", {})
+
+
+def test_snapshot_without_size_warns(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "x = 1")],
+        [{"name": "a", "cells": [1], "volumes": ["d"]}],
+        volumes=[{"name": "d", "claim": "c", "mountPath": "/d", "snapshot": {"version": "v1"}}],
+    )
+    assert result.ok
+    assert any("needs a size at least the snapshot's restoreSize" in m for m in messages(result))
