@@ -313,6 +313,22 @@ def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
                 " read-only mount), so `readOnly` is not enforced; steps must not write here",
             )
     for index, step in enumerate(spec["steps"]):
+        if step.get("snapshot") == "after":
+            mounted = step.get("volumes", list(names))  # steps mount every volume by default
+            writable = [
+                spec["volumes"][names[n]]
+                for n in mounted
+                if n in names
+                and "snapshot" not in spec["volumes"][names[n]]
+                and not spec["volumes"][names[n]].get("readOnly")
+            ]
+            if not writable:
+                findings.error(
+                    ("spec", "steps", index, "snapshot"),
+                    "snapshot-nothing",
+                    "`snapshot: after` needs a writable volume in the step's `volumes` (not"
+                    " read-only, not restored from a snapshot) to take a snapshot of",
+                )
         for j, name in enumerate(step.get("volumes", [])):
             if name not in names:
                 findings.error(

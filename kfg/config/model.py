@@ -68,6 +68,7 @@ class Step:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()
+    snapshot_after: bool = False
     caching: bool = True
     retries: int = 0
     timeout_seconds: float | None = None
@@ -217,6 +218,7 @@ def _step(raw: dict[str, Any], spec: dict[str, Any], cellmap: CellMap, volumes: 
         labels=dict(raw.get("labels", {})),
         annotations=dict(raw.get("annotations", {})),
         volumes=tuple(raw.get("volumes", volumes)),
+        snapshot_after=raw.get("snapshot") == "after",
         caching=raw.get("caching", True),
         retries=raw.get("retries", 0),
         timeout_seconds=parse_duration(timeout) if timeout is not None else None,

@@ -123,6 +123,9 @@ def _pipeline_function(
                 if name in restored:
                     volume, created = restored[name]
                     snapshots.mount(task, volume, created)
+            if step.snapshot_after:
+                workspace = snapshots.writable(pipeline, step.volumes)
+                snapshots.after_step(task, step.name, workspace, step.image)
             tasks[step.name] = task
         for volume, _ in restored.values():
             users = [tasks[s.name] for s in pipeline.steps if volume.name in s.volumes]

@@ -93,3 +93,38 @@ def release(volume: Volume, users: list[Any]) -> Any:
     task.set_caching_options(False)
     task.set_display_name(f"release-{volume.name}")
     return task
+
+
+# The Kubernetes client the snapshot component installs (the version kfg is tested with).
+KUBERNETES_CLIENT = "kubernetes==30.1.0"
+SNAPSHOT_TIMEOUT_SECONDS = 1800
+
+
+def after_step(task: Any, step: str, volumes: list[Volume], image: str) -> list[Any]:
+    """Tasks snapshotting the step's writable volumes once it succeeded."""
+    from kfp import dsl
+
+    from kfg.runtime.snapshot import take_volume_snapshot
+
+    component = dsl.component(
+        take_volume_snapshot, base_image=image, packages_to_install=[KUBERNETES_CLIENT]
+    )
+    tasks = []
+    for volume in volumes:
+        snapshot = component(
+            claim=volume.claim,
+            name=f"{volume.claim}-{step}-{RUN_ID_PLACEHOLDER}",
+            class_name="",
+            timeout_seconds=SNAPSHOT_TIMEOUT_SECONDS,
+            poll_seconds=5,
+        )
+        snapshot.after(task)
+        snapshot.set_caching_options(False)
+        snapshot.set_display_name(f"snapshot-{step}-{volume.name}")
+        tasks.append(snapshot)
+    return tasks
+
+
+def writable(pipeline: Pipeline, names: tuple[str, ...]) -> list[Volume]:
+    volumes = {v.name: v for v in pipeline.volumes}
+    return [volumes[n] for n in names if volumes[n].snapshot is None and not volumes[n].read_only]

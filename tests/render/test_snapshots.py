@@ -95,3 +95,49 @@ def test_snapshot_without_size_warns(tmp_path: Path) -> None:
     )
     assert result.ok
     assert any("needs a size at least the snapshot's restoreSize" in m for m in messages(result))
+
+
+def test_snapshot_after_a_step_snapshots_its_writable_volumes(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "x = 1"), ("code", "y = x")],
+        [
+            {"name": "prepare", "cells": [1], "volumes": ["work", "data"], "snapshot": "after"},
+            {"name": "train", "cells": [2], "volumes": ["work"]},
+        ],
+        volumes=[
+            {"name": "work", "claim": "workspace", "mountPath": "/work"},
+            {"name": "data", "claim": "raw", "mountPath": "/raw", "snapshot": {"version": "v1"}},
+        ],
+    )
+    assert result.ok and result.pipeline and result.flow and result.notebook, messages(result)
+    item = render(result.pipeline, result.flow, result.notebook, tmp_path)
+    spec = next(o for o in item.objects if o["kind"] == "PipelineVersion")["spec"]
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    [name] = [t for t in tasks if t.startswith("take-volume-snapshot")]
+    snapshot = tasks[name]
+    assert snapshot["dependentTasks"] == ["prepare"]
+    assert snapshot["taskInfo"]["name"] == "snapshot-prepare-work"
+    parameters = snapshot["inputs"]["parameters"]
+    assert parameters["claim"]["runtimeValue"]["constant"] == "workspace"
+    assert parameters["name"]["runtimeValue"]["constant"] == (
+        "workspace-prepare-{{$.pipeline_job_uuid}}"
+    )
+    assert snapshot["cachingOptions"] == {}
+    component = spec["pipelineSpec"]["components"][snapshot["componentRef"]["name"]]
+    assert "Output" in component["outputDefinitions"]["parameters"]  # the snapshot's name
+    executor = spec["pipelineSpec"]["deploymentSpec"]["executors"][component["executorLabel"]][
+        "container"
+    ]
+    assert "'kubernetes==30.1.0'" in executor["command"][2]
+
+
+def test_snapshot_after_needs_a_writable_volume(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "x = 1")],
+        [{"name": "a", "cells": [1], "volumes": ["d"], "snapshot": "after"}],
+        volumes=[{"name": "d", "claim": "c", "mountPath": "/d", "readOnly": True}],
+    )
+    assert not result.ok
+    assert any("`snapshot: after` needs a writable volume" in m for m in messages(result))
