@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, graph, init, render, schema, submit, trial, validate
+from kfg.cli import cells, graph, init, render, schema, status, submit, trial, validate
 
 app = typer.Typer(
     name="kfg",
@@ -46,6 +46,7 @@ app.command("graph")(graph.command)
 app.command("render")(render.command)
 app.command("trial")(trial.command)
 app.command("submit")(submit.command)
+app.command("status")(status.command)
 
 
 def main() -> None:
