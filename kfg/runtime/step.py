@@ -29,6 +29,8 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import traceback
 import types
@@ -323,20 +325,27 @@ def _root_module(value: Any) -> str:
     return type(value).__module__.split(".")[0]
 
 
-def save_value(name: str, value: Any, directory: str) -> str:
-    """Write a variable for another step; returns the format used.
+def save_value(name: str, value: Any, path: str) -> str:
+    """Write a variable for another step as one file; returns the format used.
 
     Type-aware formats first (they are smaller, faster and survive library upgrades better
     than pickles); cloudpickle for everything else, because it also carries functions and
-    classes defined in the notebook, which a plain pickle stores only by reference.
+    classes defined in the notebook, which a plain pickle stores only by reference. The
+    file is an uncompressed tar of the value and a `kfg-value.json` describing it: one
+    object in any artifact store, downloadable through a signed URL, readable with `tar`.
     """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fmt, data = _save(value, directory)
-    meta = {"format": fmt, "type": _qualified(value), "name": name, "version": FORMAT_VERSION}
-    if data is not None:
-        meta["data"] = data
-    with open(os.path.join(directory, VALUE_META), "w", encoding="utf-8") as handle:
-        json.dump(meta, handle, sort_keys=True)
+    with tempfile.TemporaryDirectory(prefix=".kfg-value-", dir=directory) as scratch:
+        fmt, data = _save(value, scratch)
+        meta = {"format": fmt, "type": _qualified(value), "name": name, "version": FORMAT_VERSION}
+        if data is not None:
+            meta["data"] = data
+        with open(os.path.join(scratch, VALUE_META), "w", encoding="utf-8") as handle:
+            json.dump(meta, handle, sort_keys=True)
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+            for member in sorted(os.listdir(scratch)):
+                archive.add(os.path.join(scratch, member), arcname=member)
     return fmt
 
 
@@ -394,7 +403,20 @@ def _importable(module: str) -> bool:
     return True
 
 
-def load_value(directory: str) -> Any:
+def load_value(path: str) -> Any:
+    """Read a value `save_value` wrote (a tar file, or a directory holding its members)."""
+    if os.path.isdir(path):
+        return _load(path)
+    with tempfile.TemporaryDirectory(prefix="kfg-value-") as scratch:
+        with tarfile.open(path) as archive:
+            if hasattr(tarfile, "data_filter"):  # refuse links and paths outside `scratch`
+                archive.extractall(scratch, filter="data")
+            else:  # pragma: no cover - Python before 3.11.4
+                archive.extractall(scratch)
+        return _load(scratch)
+
+
+def _load(directory: str) -> Any:
     with open(os.path.join(directory, VALUE_META), encoding="utf-8") as handle:
         meta = json.load(handle)
     fmt = meta["format"]

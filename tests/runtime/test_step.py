@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def test_notebook_functions_travel_and_read_the_consuming_steps_globals(tmp_path
         ["factor = 2\ndef scale(x):\n    return x * factor"],
         outputs={"scale": str(tmp_path / "f")},
     )
-    assert json.loads((tmp_path / "f" / "kfg-value.json").read_text())["format"] == "cloudpickle"
+    with tarfile.open(tmp_path / "f") as archive:
+        meta = archive.extractfile("kfg-value.json")
+        assert meta is not None and json.load(meta)["format"] == "cloudpickle"
     run(
         tmp_path,
         ["factor = 10\ny = scale(3)"],
