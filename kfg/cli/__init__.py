@@ -11,7 +11,18 @@ import sys
 import typer
 
 from kfg import __version__
-from kfg.cli import cells, graph, init, render, schema, status, submit, trial, validate
+from kfg.cli import (
+    cells,
+    graph,
+    init,
+    render,
+    restore,
+    schema,
+    status,
+    submit,
+    trial,
+    validate,
+)
 
 app = typer.Typer(
     name="kfg",
@@ -47,6 +58,7 @@ app.command("render")(render.command)
 app.command("trial")(trial.command)
 app.command("submit")(submit.command)
 app.command("status")(status.command)
+app.command("restore")(restore.command)
 
 
 def main() -> None:

@@ -441,6 +441,11 @@ def _load(directory: str) -> Any:
     raise StepFailed(f"unknown value format `{fmt}` in {directory}")
 
 
+def restore_value(path: str, namespace: dict[str, Any]) -> Any:
+    """A value as a step receives it, for a notebook cell: `x = restore_value(p, globals())`."""
+    return _adopt(load_value(path), namespace)
+
+
 def _adopt(value: Any, namespace: dict[str, Any]) -> Any:
     """Make a function or class defined in the notebook see this step's globals.
 
@@ -549,7 +554,7 @@ def run_step(
             execute(position, source)
         for variable, directory in sorted(inputs.items()):
             try:
-                namespace[variable] = _adopt(load_value(directory), namespace)
+                namespace[variable] = restore_value(directory, namespace)
             except Exception as exc:
                 raise StepFailed(
                     f"step `{step}` cannot load input `{variable}` from {directory}:"

@@ -101,6 +101,7 @@ class Scenario:
     run_gone: bool = False
     pipelines: list[dict[str, Any]] = field(default_factory=lambda: [PIPELINE])
     version: str = VERSION["display_name"]
+    downloads: dict[str, bytes] = field(default_factory=dict)  # artifact id -> file content
 
 
 @dataclass
@@ -128,6 +129,14 @@ class FakeKfp:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 fake.requests.append(Recorded(method, parts.path, parse_qs(parts.query), body))
+                if parts.path.startswith("/download/"):
+                    data = fake.scenario.downloads[parts.path.rsplit("/", 1)[1]]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 status, payload = fake.answer(method, parts.path, body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -189,5 +198,12 @@ class FakeKfp:
         if path == "/apis/v2beta1/artifact_tasks":
             return 200, ARTIFACT_TASKS
         if path.startswith("/apis/v2beta1/artifacts/"):
-            return 200, ARTIFACTS[path.rsplit("/", 1)[1]]
+            artifact_id = path.rsplit("/", 1)[1]
+            if artifact_id in scenario.downloads:
+                return 200, {
+                    "artifact_id": artifact_id,
+                    "uri": f"minio://mlpipeline/v2/artifacts/{artifact_id}",
+                    "download_url": f"{self.endpoint}/download/{artifact_id}",
+                }
+            return 200, ARTIFACTS[artifact_id]
         return 404, {"code": 5, "message": f"no route {method} {path}"}

@@ -1,0 +1,102 @@
+"""`kfg restore`: a notebook that reproduces one step of a finished run, with its inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from kfg.cli.common import fail, load_or_exit, usage_error, write_atomic
+
+if TYPE_CHECKING:
+    from kfg.analysis.dataflow import Flow
+    from kfg.config.model import Pipeline
+    from kfg.restore import Inputs
+
+
+def command(
+    config: Path = typer.Argument(..., help="The kale.yaml of the pipeline."),
+    step: str = typer.Option(..., "--step", help="The step to restore."),
+    inputs: Path | None = typer.Option(
+        None, "--inputs", help="Directory holding the step's inputs, one saved value per variable."
+    ),
+    run_id: str | None = typer.Option(None, "--run", help="KFP run whose artifacts to use."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", envvar="KF_PIPELINES_ENDPOINT", help="KFP API (with --run)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Notebook to write (default: STEP.restored.ipynb)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing notebook."),
+    notebook_server: bool = typer.Option(
+        False, "--notebook-server", help="Also write a Kubeflow Notebook and a restored claim."
+    ),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", help="VolumeSnapshot the notebook server's claim is restored from."
+    ),
+    volume: str | None = typer.Option(
+        None, "--volume", help="kale.yaml volume the snapshot is of (sets mount path and size)."
+    ),
+    image: str | None = typer.Option(None, "--image", help="Notebook server image."),
+) -> None:
+    """Write a notebook: the step's parameters and exact inputs, the prelude, the step's cells.
+
+    Exit status: 0 written, 1 inputs not found or invalid kale.yaml, 2 usage error.
+    """
+    from kfg import restore
+    from kfg.render.yamlout import dump_all
+
+    if (inputs is None) == (run_id is None):
+        usage_error("give exactly one of --inputs DIR and --run RUN_ID")
+    if notebook_server and not snapshot:
+        usage_error("--notebook-server needs --snapshot NAME (a step's or a volume's snapshot)")
+    result = load_or_exit(config)
+    pipeline, flow, notebook = result.pipeline, result.flow, result.notebook
+    assert pipeline is not None and flow is not None and notebook is not None
+    names = [s.name for s in pipeline.steps]
+    if step not in names:
+        usage_error(f"unknown step `{step}`; steps: {', '.join(names)}")
+    target = output or Path(f"{step}.restored.ipynb")
+    if target.exists() and not force:
+        fail(f"{target} exists; use --force to overwrite it")
+    try:
+        if inputs is not None:
+            if not inputs.is_dir():
+                usage_error(f"--inputs {inputs}: not a directory")
+            found = restore.from_directory(pipeline, flow, step, inputs)
+        else:
+            assert run_id is not None
+            found = _from_run(pipeline, flow, step, run_id, endpoint or pipeline.launcher.endpoint)
+    except restore.RestoreError as exc:
+        fail(str(exc))
+    write_atomic(target, restore.dumps(restore.build(pipeline, notebook, step, found)))
+    typer.echo(f"wrote {target}: step `{step}` with its inputs from {found.origin}")
+    if notebook_server:
+        assert snapshot is not None
+        chosen = next((v for v in pipeline.volumes if v.name == volume), None)
+        if volume is not None and chosen is None:
+            usage_error(f"unknown volume `{volume}`")
+        objects = restore.notebook_server(
+            name=f"{pipeline.name}-{step}"[:52].rstrip("-"),
+            namespace=pipeline.namespace,
+            snapshot=snapshot,
+            mount_path=chosen.mount_path if chosen else "/data",
+            size=chosen.snapshot.size if chosen and chosen.snapshot else "10Gi",
+            image=image or restore.NOTEBOOK_IMAGE,
+        )
+        manifest = target.with_suffix(".notebook-server.yaml")
+        write_atomic(manifest, dump_all(objects))
+        typer.echo(f"wrote {manifest}: apply it, then upload {target} to the notebook server")
+
+
+def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: str) -> Inputs:
+    from kfg.launcher.runs import Launcher, LaunchError, RunRequest
+    from kfg.restore import from_run
+
+    try:
+        launcher = Launcher(RunRequest(endpoint, pipeline.name, "", ""))
+        run = launcher._call(f"reading run {run_id}", launcher.client.get_run, run_id)
+    except LaunchError as exc:
+        fail(str(exc))
+    return from_run(pipeline, flow, step, run.to_dict(), endpoint)

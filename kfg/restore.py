@@ -1,0 +1,250 @@
+"""Going back in time: a notebook that reproduces one step of a finished pipeline run.
+
+The notebook's first code cell sets the parameters the step read and loads exactly the
+inputs it received (from a directory of saved values, or from a KFP run's artifacts),
+followed by the prelude and the step's own cells, so the step can be re-run and debugged
+cell by cell. The cells run in the same order as in the pipeline: parameters, prelude,
+inputs, step; when the prelude would overwrite an input, the inputs move after it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfg.analysis.dataflow import Flow
+from kfg.analysis.source import bound_names, parse_cell
+from kfg.config.model import Pipeline
+from kfg.notebook.reader import Notebook
+
+NOTEBOOK_FORMAT = (4, 5)
+
+
+class RestoreError(Exception):
+    """The step's inputs cannot be found; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where each input comes from: a Python expression per variable, and a description."""
+
+    expressions: dict[str, str]
+    parameters: dict[str, Any]
+    origin: str
+    imports: str
+
+
+def from_directory(pipeline: Pipeline, flow: Flow, step: str, directory: Path) -> Inputs:
+    """Inputs saved as `<directory>/<variable>` (what a step's outputs look like on disk)."""
+    here = flow.step(step)
+    missing = [v for v in here.inputs if not (directory / v).exists()]
+    if missing:
+        raise RestoreError(
+            f"{directory} has no saved value for {', '.join(f'`{m}`' for m in missing)}"
+            f" (step `{step}` reads {', '.join(here.inputs) or 'nothing'})"
+        )
+    expressions = {
+        v: f"restore_value({str((directory / v).resolve())!r}, globals())" for v in here.inputs
+    }
+    return Inputs(
+        expressions=expressions,
+        parameters={p.name: p.default for p in pipeline.parameters if p.name in here.parameters},
+        origin=f"the values saved in {directory}",
+        imports="from kfg.runtime.step import restore_value",
+    )
+
+
+def from_run(
+    pipeline: Pipeline, flow: Flow, step: str, run: dict[str, Any], endpoint: str
+) -> Inputs:
+    """Inputs of `step` in a KFP run (the run as the v2beta1 API returns it)."""
+    from kfg.names import output_name
+
+    here = flow.step(step)
+    tasks = {
+        t.get("display_name"): t for t in (run.get("run_details") or {}).get("task_details") or []
+    }
+    expressions = {}
+    for variable, source in here.inputs.items():
+        task = tasks.get(source)
+        ids = ((task or {}).get("outputs") or {}).get(output_name(variable), {}).get("artifact_ids")
+        if not ids:
+            raise RestoreError(
+                f"run {run.get('run_id')} has no output `{variable}` of step `{source}`"
+                " (did that step finish?)"
+            )
+        expressions[variable] = f"fetch_value({endpoint!r}, {ids[0]!r}, globals())"
+    runtime = (run.get("runtime_config") or {}).get("parameters") or {}
+    parameters = {
+        p.name: runtime.get(p.name, p.default)
+        for p in pipeline.parameters
+        if p.name in here.parameters
+    }
+    return Inputs(
+        expressions=expressions,
+        parameters=parameters,
+        origin=f"the artifacts of KFP run {run.get('run_id')}",
+        imports="from kfg.restore import fetch_value",
+    )
+
+
+def fetch_value(endpoint: str, artifact_id: str, namespace: dict[str, Any]) -> Any:
+    """Download an artifact through KFP's signed URL and load it as the step would."""
+    from kfg.launcher.runs import RunRequest, connect
+    from kfg.runtime.step import restore_value
+
+    client = connect(RunRequest(endpoint, "", "", ""))
+    artifact = client._run_api.api_client.call_api(
+        f"/apis/v2beta1/artifacts/{artifact_id}",
+        "GET",
+        query_params=[("view", "DOWNLOAD")],
+        response_type="object",
+        auth_settings=["Bearer"],
+        _return_http_data_only=True,
+    )
+    url = artifact.get("download_url")
+    if not url:
+        raise RestoreError(f"KFP gave no download URL for artifact {artifact_id}")
+    with tempfile.TemporaryDirectory(prefix="kfg-restore-") as scratch:
+        target = os.path.join(scratch, "value")
+        with urllib.request.urlopen(url) as response, open(target, "wb") as handle:
+            handle.write(response.read())
+        return restore_value(target, namespace)
+
+
+def _code(source: str) -> dict[str, Any]:
+    return {
+        "cell_type": "code",
+        "metadata": {},
+        "source": source,
+        "outputs": [],
+        "execution_count": None,
+    }
+
+
+def _markdown(source: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def _prelude_binds(pipeline: Pipeline, notebook: Notebook) -> set[str]:
+    names: set[str] = set()
+    for position in pipeline.prelude:
+        tree = parse_cell(notebook.cell(position).source)
+        if isinstance(tree, ast.Module):
+            names |= bound_names(tree)
+    return names
+
+
+def build(pipeline: Pipeline, notebook: Notebook, step: str, inputs: Inputs) -> dict[str, Any]:
+    """The restored notebook as nbformat 4 JSON."""
+    cells = [
+        _markdown(
+            f"# Step `{step}` of `{pipeline.name}`\n\n"
+            f"Restored by `kfg restore` from {inputs.origin}: the next cell gives the step exactly"
+            f" the parameters and inputs it had, then come the prelude and the step's cells"
+            f" (cells {', '.join(str(c) for c in pipeline.step(step).cells)} of"
+            f" `{pipeline.notebook.name}`)."
+        )
+    ]
+    parameters = [f"{name} = {value!r}" for name, value in inputs.parameters.items()]
+    loads = [f"{v} = {e}" for v, e in inputs.expressions.items()]
+    clash = _prelude_binds(pipeline, notebook) & set(inputs.expressions)
+    first = ["# Parameters the step reads", *parameters] if parameters else []
+    load_cell = [inputs.imports, "", "# Inputs from earlier steps", *loads] if loads else []
+    if not clash:
+        first = [*load_cell, *([""] if load_cell and first else []), *first]
+        load_cell = []
+    if first:
+        cells.append(_code("\n".join(first)))
+    for position in pipeline.prelude:
+        cells.append(_code(notebook.cell(position).source))
+    if load_cell:
+        cells.append(_code("\n".join(load_cell)))
+    for position in pipeline.step(step).cells:
+        cells.append(_code(notebook.cell(position).source))
+    for index, cell in enumerate(cells, start=1):
+        cell["id"] = f"kfg-restore-{index}"
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+            "kfg": {"pipeline": pipeline.name, "step": step, "origin": inputs.origin},
+        },
+        "nbformat": NOTEBOOK_FORMAT[0],
+        "nbformat_minor": NOTEBOOK_FORMAT[1],
+    }
+
+
+def dumps(book: dict[str, Any]) -> str:
+    return json.dumps(book, indent=1, ensure_ascii=False) + "\n"
+
+
+NOTEBOOK_IMAGE = "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-scipy:v1.10.0"
+
+
+def notebook_server(
+    name: str,
+    namespace: str | None,
+    snapshot: str,
+    mount_path: str,
+    size: str,
+    image: str = NOTEBOOK_IMAGE,
+    storage_class: str | None = None,
+) -> list[dict[str, Any]]:
+    """A Kubeflow Notebook server with a claim restored from `snapshot` mounted at `mount_path`."""
+    claim = f"{name}-data"
+
+    def metadata(object_name: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": object_name, "labels": {"app": name}}
+        if namespace:
+            meta["namespace"] = namespace
+        return meta
+
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+        "dataSource": {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": snapshot,
+        },
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": metadata(claim),
+            "spec": claim_spec,
+        },
+        {
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "Notebook",
+            "metadata": metadata(name),
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": name,
+                                "image": image,
+                                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+                                "volumeMounts": [{"name": "data", "mountPath": mount_path}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
+                        ],
+                    }
+                }
+            },
+        },
+    ]

@@ -1,0 +1,184 @@
+"""`kfg restore`: a notebook that reruns one step with exactly the inputs it received."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+from kfg.config.load import load_pipeline
+from kfg.restore import RestoreError, build, fetch_value, from_directory, from_run, notebook_server
+from kfg.runtime.step import run_step, save_value
+from tests import crds
+from tests.conftest import EXAMPLES, REPO
+from tests.launcher.fake_kfp import FakeKfp, Scenario
+
+
+def kfg(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kfg", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.fixture(scope="module")
+def wine_values(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float]]:
+    """The wine pipeline's steps up to the models, run with the shared runtime."""
+    result = load_pipeline(EXAMPLES / "wine" / "kale.yaml", root=REPO)
+    pipeline, flow, notebook = result.pipeline, result.flow, result.notebook
+    assert pipeline and flow and notebook
+    values = tmp_path_factory.mktemp("values")
+    defaults = {p.name: p.default for p in pipeline.parameters}
+    metrics: dict[str, float] = {}
+    for step in pipeline.steps[:5]:  # load .. random-forest
+        here = flow.step(step.name)
+        metrics.update(
+            run_step(
+                pipeline=pipeline.name,
+                step=step.name,
+                prelude=[(c, notebook.cell(c).source) for c in pipeline.prelude],
+                cells=[(c, notebook.cell(c).source) for c in step.cells],
+                parameters={p: defaults[p] for p in here.parameters},
+                inputs={v: str(values / v) for v in here.inputs},
+                outputs={v: str(values / v) for v in here.outputs},
+                metrics={m.name: m.variable for m in pipeline.metrics if m.step == step.name},
+            )
+        )
+    return values, metrics
+
+
+def _execute(path: Path) -> dict[str, Any]:
+    book = nbformat.read(str(path), as_version=4)
+    nbformat.validate(book)
+    book.cells.append(nbformat.v4.new_code_cell("print(repr(acc_forest))"))
+    NotebookClient(book, timeout=300, kernel_name="python3").execute(cwd=str(path.parent))
+    return book
+
+
+def test_restored_notebook_reproduces_the_step(
+    wine_values: tuple[Path, dict[str, float]], tmp_path: Path
+) -> None:
+    values, metrics = wine_values
+    result = kfg(
+        "restore",
+        str(EXAMPLES / "wine" / "kale.yaml"),
+        "--step",
+        "random-forest",
+        "--inputs",
+        str(values),
+        "-o",
+        str(tmp_path / "forest.ipynb"),
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    book = _execute(tmp_path / "forest.ipynb")
+    first = book.cells[1].source
+    assert first.startswith("from kfg.runtime.step import restore_value")
+    assert "X_train = restore_value(" in first
+    assert "n_estimators = 200" in first and "max_depth = 6" in first
+    assert "test_size" not in first  # the step does not read it
+    printed = book.cells[-1].outputs[0]["text"].strip()
+    assert float(printed) == metrics["forest-accuracy"]
+
+
+def test_missing_inputs_are_named(tmp_path: Path) -> None:
+    result = load_pipeline(EXAMPLES / "wine" / "kale.yaml", root=REPO)
+    assert result.pipeline and result.flow
+    with pytest.raises(RestoreError, match="no saved value for `X_test`, `X_train`"):
+        from_directory(result.pipeline, result.flow, "svm", tmp_path)
+
+
+def test_inputs_from_a_kfp_run(tmp_path: Path) -> None:
+    result = load_pipeline(EXAMPLES / "digits" / "kale.yaml", root=REPO)
+    pipeline, flow, notebook = result.pipeline, result.flow, result.notebook
+    assert pipeline and flow and notebook
+    run = {
+        "run_id": "r-1",
+        "runtime_config": {"parameters": {"hidden_units": 96}},
+        "run_details": {
+            "task_details": [
+                {
+                    "display_name": "load",
+                    "outputs": {
+                        "out_X_train": {"artifact_ids": ["11"]},
+                        "out_y_train": {"artifact_ids": ["12"]},
+                    },
+                }
+            ]
+        },
+    }
+    inputs = from_run(pipeline, flow, "train", run, "http://kfp")
+    assert inputs.expressions == {
+        "X_train": "fetch_value('http://kfp', '11', globals())",
+        "y_train": "fetch_value('http://kfp', '12', globals())",
+    }
+    assert inputs.parameters["hidden_units"] == 96
+    assert inputs.parameters["learning_rate"] == 0.001  # not in the run: the default
+    book = build(pipeline, notebook, "train", inputs)
+    assert book["cells"][1]["source"].startswith("from kfg.restore import fetch_value")
+    with pytest.raises(RestoreError, match="no output `X_val` of step `load`"):
+        from_run(pipeline, flow, "evaluate", run, "http://kfp")
+
+
+def test_fetch_value_downloads_through_the_signed_url(tmp_path: Path) -> None:
+    save_value("numbers", [1, 2, 3], str(tmp_path / "value"))
+    scenario = Scenario(downloads={"42": (tmp_path / "value").read_bytes()})
+    with FakeKfp(scenario) as fake:
+        assert fetch_value(fake.endpoint, "42", {}) == [1, 2, 3]
+    request = next(r for r in fake.requests if r.path == "/apis/v2beta1/artifacts/42")
+    assert request.query == {"view": ["DOWNLOAD"]}
+
+
+def test_notebook_server_restores_a_snapshot(tmp_path: Path) -> None:
+    claim, server = notebook_server("wine-train", "team-a", "work-train-r1", "/work", "20Gi")
+    crds.validate(claim)
+    assert claim["spec"]["dataSource"] == {
+        "apiGroup": "snapshot.storage.k8s.io",
+        "kind": "VolumeSnapshot",
+        "name": "work-train-r1",
+    }
+    pod = server["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "wine-train-data"}}
+    ]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/work"}]
+
+
+def test_cli_usage_and_notebook_server(
+    wine_values: tuple[Path, dict[str, float]], tmp_path: Path
+) -> None:
+    values, _ = wine_values
+    kale = str(EXAMPLES / "wine" / "kale.yaml")
+    assert kfg("restore", kale, "--step", "svm", cwd=tmp_path).returncode == 2
+    assert (
+        kfg("restore", kale, "--step", "nope", "--inputs", str(values), cwd=tmp_path).returncode
+        == 2
+    )
+    result = kfg(
+        "restore",
+        kale,
+        "--step",
+        "svm",
+        "--inputs",
+        str(values),
+        "--notebook-server",
+        "--snapshot",
+        "wine-data-v1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = list(yaml.safe_load_all((tmp_path / "svm.restored.notebook-server.yaml").read_text()))
+    assert [o["kind"] for o in objects if o] == ["PersistentVolumeClaim", "Notebook"]
+    again = kfg("restore", kale, "--step", "svm", "--inputs", str(values), cwd=tmp_path)
+    assert again.returncode == 1 and "exists; use --force" in again.stderr
