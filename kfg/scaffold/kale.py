@@ -370,6 +370,15 @@ def translate(notebook: Notebook, notes: list[str]) -> tuple[dict[str, Any], str
     parameters, params = t.parameters()
     if parameters:
         spec["parameters"] = parameters
+    empty = [n for n, s in t.steps.items() if all(notebook.cell(c).is_blank for c in s["cells"])]
+    for gone in empty:
+        notes.append(f"Kale step `{gone}` has only empty cells, so it is left out")
+        del t.steps[gone]
+        for step in t.steps.values():
+            if gone in step.get("after", []):
+                step["after"] = [a for a in step["after"] if a != gone]
+                if not step["after"]:
+                    del step["after"]
     spec["steps"] = [{**s, "cells": compress(s["cells"])} for s in t.steps.values()]
     if not spec["steps"]:
         notes.append("no cell carries a step: or block: tag, so there is no step to propose")
