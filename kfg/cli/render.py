@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -31,6 +32,11 @@ def command(
     ),
     root: Path | None = typer.Option(
         None, "--root", help="Repository root (default: the git top level)."
+    ),
+    launcher_image: str | None = typer.Option(
+        None,
+        "--launcher-image",
+        help="Image of the trial launcher (kfg), overriding spec.launcher.image.",
     ),
 ) -> None:
     """Render Pipeline and PipelineVersion manifests, the pipeline IR, kustomization and Kptfile.
@@ -76,8 +82,12 @@ def command(
     rendered = []
     for result in results:
         assert result.pipeline and result.flow and result.notebook
+        pipeline = result.pipeline
+        if launcher_image:
+            launcher = dataclasses.replace(pipeline.launcher, image=launcher_image)
+            pipeline = dataclasses.replace(pipeline, launcher=launcher)
         try:
-            rendered.append(render(result.pipeline, result.flow, result.notebook, repo))
+            rendered.append(render(pipeline, result.flow, result.notebook, repo))
         except ValueError as exc:  # kfp's compiler refusing something kfg's checks let through
             fail(f"{result.display}: the kfp compiler refused the pipeline: {exc}")
 

@@ -94,6 +94,14 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class SnapshotClass:
+    name: str
+    driver: str
+    deletion_policy: str = "Retain"
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Volume:
     name: str
     claim: str
@@ -163,6 +171,7 @@ class Pipeline:
     metrics: tuple[Metric, ...] = ()
     volumes: tuple[Volume, ...] = ()
     tuning: Tuning | None = None
+    snapshot_class: SnapshotClass | None = None
     launcher: Launcher = field(
         default_factory=lambda: Launcher(default_launcher_image(), "kfg-launcher")
     )
@@ -301,6 +310,18 @@ def build(
         ),
         tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
         launcher=_launcher(spec.get("launcher", {}), meta["name"]),
+        snapshot_class=_snapshot_class(spec.get("snapshotClass"), meta["name"]),
+    )
+
+
+def _snapshot_class(raw: dict[str, Any] | None, pipeline: str) -> SnapshotClass | None:
+    if raw is None:
+        return None
+    return SnapshotClass(
+        name=raw.get("name", f"{pipeline[:200]}-snapshots"),
+        driver=raw["driver"],
+        deletion_policy=raw.get("deletionPolicy", "Retain"),
+        parameters={k: str(v) for k, v in raw.get("parameters", {}).items()},
     )
 
 

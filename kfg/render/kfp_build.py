@@ -125,7 +125,10 @@ def _pipeline_function(
                     snapshots.mount(task, volume, created)
             if step.snapshot_after:
                 workspace = snapshots.writable(pipeline, step.volumes)
-                snapshots.after_step(task, step.name, workspace, step.image)
+                chosen = pipeline.snapshot_class
+                snapshots.after_step(
+                    task, step.name, workspace, step.image, chosen.name if chosen else ""
+                )
             tasks[step.name] = task
         for volume, _ in restored.values():
             users = [tasks[s.name] for s in pipeline.steps if volume.name in s.volumes]

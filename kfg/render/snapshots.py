@@ -27,7 +27,21 @@ def snapshotted(pipeline: Pipeline) -> list[Volume]:
 
 
 def volume_snapshots(pipeline: Pipeline, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The VolumeSnapshotClass kale.yaml asks for, if any, then one VolumeSnapshot per version."""
     objects = []
+    chosen = pipeline.snapshot_class
+    if chosen is not None:
+        snapshot_class: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": chosen.name, "labels": dict(labels)},
+            "driver": chosen.driver,
+            "deletionPolicy": chosen.deletion_policy,
+        }
+        if chosen.parameters:
+            snapshot_class["parameters"] = dict(sorted(chosen.parameters.items()))
+        gitops.keep(snapshot_class["metadata"], wave=gitops.WAVE_SNAPSHOT)
+        objects.append(snapshot_class)
     for volume in pipeline.volumes:
         snapshot = volume.snapshot
         if snapshot is None:
@@ -38,8 +52,9 @@ def volume_snapshots(pipeline: Pipeline, labels: dict[str, str]) -> list[dict[st
         metadata["labels"] = dict(labels)
         gitops.keep(metadata, wave=gitops.WAVE_SNAPSHOT)
         spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": volume.claim}}
-        if snapshot.class_name:
-            spec["volumeSnapshotClassName"] = snapshot.class_name
+        class_name = snapshot.class_name or (chosen.name if chosen else None)
+        if class_name:
+            spec["volumeSnapshotClassName"] = class_name
         objects.append(
             {
                 "apiVersion": API_VERSION,
@@ -100,7 +115,9 @@ KUBERNETES_CLIENT = "kubernetes==30.1.0"
 SNAPSHOT_TIMEOUT_SECONDS = 1800
 
 
-def after_step(task: Any, step: str, volumes: list[Volume], image: str) -> list[Any]:
+def after_step(
+    task: Any, step: str, volumes: list[Volume], image: str, class_name: str = ""
+) -> list[Any]:
     """Tasks snapshotting the step's writable volumes once it succeeded."""
     from kfp import dsl
 
@@ -114,7 +131,7 @@ def after_step(task: Any, step: str, volumes: list[Volume], image: str) -> list[
         snapshot = component(
             claim=volume.claim,
             name=f"{volume.claim}-{step}-{RUN_ID_PLACEHOLDER}",
-            class_name="",
+            class_name=class_name,
             timeout_seconds=SNAPSHOT_TIMEOUT_SECONDS,
             poll_seconds=5,
         )

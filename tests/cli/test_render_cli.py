@@ -181,3 +181,21 @@ def test_two_configs_cannot_render_the_same_pipeline_name(repo: Path) -> None:
     result = kfg("render", cwd=repo)
     assert result.returncode == 1
     assert "both define pipeline `wine-quality`" in result.stderr
+
+
+def test_launcher_image_from_the_command_line(repo: Path) -> None:
+    result = kfg(
+        "render",
+        "notebooks/digits/kale.yaml",
+        "-o",
+        "out",
+        "--launcher-image",
+        "reg.io/kfg:9",
+        cwd=repo,
+    )
+    assert result.returncode == 0, result.stderr
+    experiment = yaml.safe_load((repo / "out" / "experiment.yaml").read_text().split("---", 1)[1])
+    container = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["image"] == "reg.io/kfg:9"

@@ -141,3 +141,34 @@ def test_snapshot_after_needs_a_writable_volume(tmp_path: Path) -> None:
     )
     assert not result.ok
     assert any("`snapshot: after` needs a writable volume" in m for m in messages(result))
+
+
+def test_snapshot_class_is_rendered_with_retain_and_used(tmp_path: Path) -> None:
+    volumes = [
+        {"name": "data", "claim": "raw", "mountPath": "/data", "snapshot": {"version": "v1"}},
+        {
+            "name": "data2",
+            "claim": "raw2",
+            "mountPath": "/data2",
+            "snapshot": {"version": "v1", "className": "their-class"},
+        },
+    ]
+    result = make(
+        tmp_path,
+        [("code", "x = 1")],
+        [{"name": "a", "cells": [1]}],
+        volumes=volumes,
+        snapshotClass={"driver": "hostpath.csi.k8s.io", "parameters": {"tier": "fast"}},
+    )
+    assert result.ok and result.pipeline and result.flow and result.notebook, messages(result)
+    item = render(result.pipeline, result.flow, result.notebook, tmp_path)
+    documents = [d for d in yaml.safe_load_all(item.package.files[SNAPSHOTS_FILE]) if d]
+    for document in documents:
+        crds.validate(document)
+    snapshot_class, first, second = documents
+    assert snapshot_class["kind"] == "VolumeSnapshotClass"
+    assert snapshot_class["metadata"]["name"] == "p-snapshots"
+    assert snapshot_class["deletionPolicy"] == "Retain"
+    assert gitops.is_kept(snapshot_class)
+    assert first["spec"]["volumeSnapshotClassName"] == "p-snapshots"
+    assert second["spec"]["volumeSnapshotClassName"] == "their-class"
