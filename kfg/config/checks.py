@@ -532,3 +532,42 @@ def check_tuning(
             )
             continue
         _check_space(name, space, known[name], findings)
+
+
+# The settings each Katib suggestion service documents. Katib checks them only when the
+# experiment starts, so kfg warns early; a warning, because services gain settings.
+KATIB_SETTINGS: dict[str, frozenset[str]] = {
+    "random": frozenset({"random_state"}),
+    "grid": frozenset({"random_state"}),
+    "tpe": frozenset({"n_startup_trials", "n_ei_candidates", "random_state"}),
+    "multivariate-tpe": frozenset({"n_startup_trials", "n_ei_candidates", "random_state"}),
+    "cmaes": frozenset({"random_state", "sigma", "restart_strategy"}),
+    "sobol": frozenset({"random_state"}),
+    "bayesianoptimization": frozenset(
+        {"base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"}
+    ),
+    "hyperband": frozenset({"resource_name", "eta", "r_l"}),
+    "medianstop": frozenset({"min_trials_required", "start_step"}),
+}
+
+
+def check_algorithm_settings(spec: dict[str, Any], findings: Findings) -> None:
+    tuning = spec.get("tuning")
+    if not tuning:
+        return
+    for key in ("algorithm", "earlyStopping"):
+        block = tuning.get(key)
+        if not block:
+            continue
+        known = KATIB_SETTINGS.get(block["name"], frozenset())
+        for setting in block.get("settings", {}):
+            if setting not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                findings.warning(
+                    ("spec", "tuning", key, "settings", setting),
+                    "tuning-setting",
+                    f"Katib's {block['name']} does not document a setting `{setting}`"
+                    f"{did_you_mean(setting, known)} (documented: {listed}); its suggestion"
+                    " service may reject the experiment",
+                    key=True,
+                )

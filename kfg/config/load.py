@@ -235,6 +235,7 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     )
     reporters = checks.check_metrics(spec, findings, defined)
     checks.check_tuning(spec, findings, parameters)
+    checks.check_algorithm_settings(spec, findings)
 
     if (
         findings.failed

@@ -456,3 +456,21 @@ def test_read_only_volumes_are_flagged_as_not_enforced(tmp_path: Path) -> None:
     )
     assert result.ok
     assert any("`readOnly` is not enforced" in m for m in messages(result))
+
+
+def test_unknown_katib_settings_warn(wine: Path) -> None:
+    wine.write_text(
+        wine.read_text()
+        + """  tuning:
+    objective: {metric: forest-accuracy, type: maximize}
+    algorithm: {name: tpe, settings: {n_startup_trial: 3}}
+    earlyStopping: {name: medianstop, settings: {start_step: 2}}
+    parameters:
+      n_estimators: {type: int, min: 50, max: 500}
+"""
+    )
+    result = load_pipeline(wine)
+    assert result.ok
+    warnings = [d.message for d in result.diagnostics if d.code == "tuning-setting"]
+    assert len(warnings) == 1
+    assert "`n_startup_trial`; did you mean `n_startup_trials`?" in warnings[0]
