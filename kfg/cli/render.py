@@ -74,7 +74,7 @@ def command(
             fail(f"{result.display} and {seen[name]} both define pipeline `{name}`")
         seen[name] = result.display
 
-    from kfg.render.build import aggregate, render
+    from kfg.render.build import aggregate, relative_to_root, render
     from kfg.render.package import NotOurs, diff, write
     from kfg.render.yamlout import dump_all
 
@@ -91,6 +91,18 @@ def command(
         except ValueError as exc:  # kfp's compiler refusing something kfg's checks let through
             fail(f"{result.display}: the kfp compiler refused the pipeline: {exc}")
 
+    owners: dict[tuple[str, str, str], str] = {}
+    for item in rendered:
+        for obj in item.objects:
+            meta = obj["metadata"]
+            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            if key in owners and owners[key] != item.source:
+                fail(
+                    f"{item.source} and {owners[key]} both render {key[0]} `{key[2]}`;"
+                    " kustomize cannot hold both (name a different claim, version or account)"
+                )
+            owners[key] = item.source
+
     if stdout:
         typer.echo(dump_all([o for r in rendered for o in r.objects]), nl=False)
         return
@@ -99,7 +111,7 @@ def command(
         package = rendered[0].package
         target = output or Path("deploy") / rendered[0].pipeline.name
     else:
-        label = ", ".join(sorted(display_path(t) for t in targets))
+        label = ", ".join(sorted(relative_to_root(t, repo) for t in targets))
         package = aggregate(rendered, label)
         target = output or Path("deploy")
 

@@ -49,7 +49,8 @@ class Rendered:
     package: Package
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_to_root(path: Path, root: Path) -> str:
+    """`path` as seen from the repository root, the same whatever the working directory."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -100,8 +101,8 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     """The package of one pipeline. Imports kfp, so only rendering commands call it."""
     from kfg.render.kfp_build import compile_pipeline
 
-    source = _relative(pipeline.source, root)
-    notebook_path = _relative(pipeline.notebook, root)
+    source = relative_to_root(pipeline.source, root)
+    notebook_path = relative_to_root(pipeline.notebook, root)
     compiled = compile_pipeline(pipeline, flow, notebook)
     objects = _objects(compiled.manifests, pipeline, source, notebook_path)
     top = header(source)
