@@ -17,6 +17,7 @@ from kfg.cli import (
     init,
     render,
     restore,
+    run,
     schema,
     status,
     submit,
@@ -59,6 +60,7 @@ app.command("trial")(trial.command)
 app.command("submit")(submit.command)
 app.command("status")(status.command)
 app.command("restore")(restore.command)
+app.command("run")(run.command)
 
 
 def main() -> None:

@@ -345,8 +345,18 @@ def save_value(name: str, value: Any, path: str) -> str:
             json.dump(meta, handle, sort_keys=True)
         with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
             for member in sorted(os.listdir(scratch)):
-                archive.add(os.path.join(scratch, member), arcname=member)
+                archive.add(os.path.join(scratch, member), arcname=member, filter=_plain_member)
     return fmt
+
+
+def _plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """No times, owners or modes in the archive: equal values give equal bytes (and hashes)."""
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644 if info.isfile() else 0o755
+    info.pax_headers = {}
+    return info
 
 
 def _save(value: Any, directory: str) -> tuple[str, Any]:

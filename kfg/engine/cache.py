@@ -1,0 +1,136 @@
+"""The content-addressed step cache behind `kfg run`: same inputs, same code, no work.
+
+A step's key is a hash of everything that decides its outputs: its cells and the prelude,
+the step runtime, its image and packages as declared, the values of the parameters it
+reads, and the hashes of the exact input values it receives. An entry is written under a
+temporary name and renamed into place when the step succeeded, so an interrupted or
+failed run leaves only complete entries behind and the next run resumes from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfg.runtime import step as runtime
+
+RESULT = "result.json"
+OUTPUTS = "outputs"
+REPORT = "report.html"
+LOG = "log.txt"
+KEY_VERSION = 1
+
+
+def _runtime_digest() -> str:
+    return hashlib.sha256(Path(runtime.__file__).read_bytes()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def step_key(
+    *,
+    prelude: list[tuple[int, str]],
+    cells: list[tuple[int, str]],
+    image: str,
+    packages: tuple[str, ...],
+    parameters: dict[str, Any],
+    inputs: dict[str, str],
+    outputs: tuple[str, ...],
+    metrics: dict[str, str],
+) -> str:
+    """The cache key; `inputs` maps each variable to the digest of the value received."""
+    material = {
+        "version": KEY_VERSION,
+        "runtime": _runtime_digest(),
+        "prelude": [source for _, source in prelude],
+        "cells": [source for _, source in cells],
+        "image": image,
+        "packages": sorted(packages),
+        "parameters": parameters,
+        "inputs": inputs,
+        "outputs": sorted(outputs),
+        "metrics": metrics,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    result: dict[str, Any]
+
+    def output(self, variable: str) -> Path:
+        return self.path / OUTPUTS / variable
+
+    @property
+    def digests(self) -> dict[str, str]:
+        digests: dict[str, str] = self.result.get("digests", {})
+        return digests
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = self.result.get("metrics", {})
+        return metrics
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.steps = root / "steps"
+
+    def lookup(self, key: str) -> Entry | None:
+        path = self.steps / key[:2] / key
+        try:
+            result = json.loads((path / RESULT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return Entry(key, path, result)
+
+    def workspace(self) -> Path:
+        """A fresh directory to run a step in; `commit` moves it into the cache."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        scratch = self.root / "tmp"
+        scratch.mkdir(exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="step-", dir=scratch))
+        (work / OUTPUTS).mkdir()
+        return work
+
+    def commit(self, work: Path, key: str, result: dict[str, Any]) -> Entry:
+        """Record a successful step: digests of its outputs, then one rename into place."""
+        digests = {p.name: file_digest(p) for p in sorted((work / OUTPUTS).iterdir())}
+        result = {**result, "digests": digests}
+        (work / RESULT).write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
+        target = self.steps / key[:2] / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # the same step finished twice: keep the first, identical entry
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            os.replace(work, target)
+        entry = self.lookup(key)
+        assert entry is not None
+        return entry
+
+    def discard(self, work: Path) -> None:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,306 @@
+"""Run a pipeline on this machine: steps as processes, in parallel where the graph allows.
+
+Each step is looked up in the cache first; a miss starts `python -m kfg.engine.worker`
+in its own session (so a terminal's Ctrl-C reaches only kfg, which then stops exactly its
+own children). A failed step does not stop independent branches, whose results are worth
+keeping; the steps that depend on it are skipped. Events go to a callback so the CLI can
+draw progress without the engine knowing about terminals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfg.analysis.dataflow import Flow
+from kfg.config.model import Pipeline
+from kfg.engine.cache import LOG, OUTPUTS, REPORT, Cache, Entry, step_key
+from kfg.notebook.reader import Notebook
+
+PENDING, RUNNING, CACHED, DONE, FAILED, SKIPPED = (
+    "pending",
+    "running",
+    "cached",
+    "done",
+    "failed",
+    "skipped",
+)
+
+
+class EngineError(Exception):
+    """The run cannot start as asked (for example `--only` a step whose inputs are not cached)."""
+
+
+@dataclass
+class StepState:
+    name: str
+    status: str = PENDING
+    seconds: float = 0.0
+    key: str = ""
+    entry: Entry | None = None
+    error: str = ""
+    log: Path | None = None
+
+
+@dataclass
+class RunSummary:
+    pipeline: str
+    steps: list[StepState]
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in (CACHED, DONE) for s in self.steps)
+
+    @property
+    def executed(self) -> list[str]:
+        return [s.name for s in self.steps if s.status in (DONE, FAILED)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "steps": [
+                {
+                    "name": s.name,
+                    "status": s.status,
+                    "cached": s.status == CACHED,
+                    "seconds": round(s.seconds, 3),
+                    "key": s.key,
+                    "report": str(s.entry.report) if s.entry else None,
+                    "log": str(s.log) if s.log else None,
+                    "error": s.error or None,
+                }
+                for s in self.steps
+            ],
+            "metrics": self.metrics,
+        }
+
+
+Listener = Callable[[StepState], None]
+
+
+class Engine:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        flow: Flow,
+        notebook: Notebook,
+        cache: Cache,
+        *,
+        parameters: dict[str, Any] | None = None,
+        jobs: int | None = None,
+        use_cache: bool = True,
+        rerun_from: str | None = None,
+        only: str | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.flow = flow
+        self.notebook = notebook
+        self.cache = cache
+        defaults = {p.name: p.default for p in pipeline.parameters}
+        self.values = {**defaults, **(parameters or {})}
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.use_cache = use_cache
+        self.forced = self._downstream(rerun_from) if rerun_from else set()
+        self.only = only
+        self.listener = listener or (lambda state: None)
+        self.states = {s.name: StepState(s.name) for s in pipeline.steps}
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def _downstream(self, start: str) -> set[str]:
+        names = {start}
+        for step in self.pipeline.steps:  # notebook order is a topological order
+            if any(u in names for u in self.flow.step(step.name).upstream):
+                names.add(step.name)
+        return names
+
+    def _emit(self, state: StepState) -> None:
+        self.listener(state)
+
+    def _job(self, name: str) -> dict[str, Any]:
+        step = self.pipeline.step(name)
+        here = self.flow.step(name)
+        return {
+            "prelude": [(c, self.notebook.cell(c).source) for c in self.pipeline.prelude],
+            "cells": [(c, self.notebook.cell(c).source) for c in step.cells],
+            "image": step.image,
+            "packages": step.packages,
+            "parameters": {p: self.values[p] for p in here.parameters},
+            "outputs": here.outputs,
+            "metrics": {m.name: m.variable for m in self.pipeline.metrics if m.step == name},
+        }
+
+    def _inputs(self, name: str) -> dict[str, Path]:
+        paths = {}
+        for variable, source in self.flow.step(name).inputs.items():
+            entry = self.states[source].entry
+            assert entry is not None
+            paths[variable] = entry.output(variable)
+        return paths
+
+    def _key(self, name: str, job: dict[str, Any]) -> str:
+        digests = {}
+        for variable, source in self.flow.step(name).inputs.items():
+            entry = self.states[source].entry
+            assert entry is not None
+            digests[variable] = entry.digests[variable]
+        return step_key(inputs=digests, **job)
+
+    def _execute(self, name: str) -> StepState:
+        state = self.states[name]
+        job = self._job(name)
+        state.key = self._key(name, job)
+        if self.use_cache and name not in self.forced:
+            entry = self.cache.lookup(state.key)
+            if entry is not None:
+                state.entry, state.status, state.log = entry, CACHED, entry.log
+                return state
+        if self.only is not None and name != self.only:
+            raise EngineError(
+                f"`--only {self.only}` needs step `{name}` from the cache, but it is not"
+                " cached with these inputs; run the pipeline once first"
+            )
+        state.status = RUNNING
+        self._emit(state)
+        work = self.cache.workspace()
+        spec = {
+            "pipeline": self.pipeline.name,
+            "step": name,
+            "prelude": job["prelude"],
+            "cells": job["cells"],
+            "parameters": job["parameters"],
+            "inputs": {v: str(p) for v, p in self._inputs(name).items()},
+            "outputs": {v: str(work / OUTPUTS / v) for v in job["outputs"]},
+            "metrics": job["metrics"],
+            "report": str(work / REPORT),
+            "result": str(work / "metrics.json"),
+        }
+        (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        started = time.perf_counter()
+        with (work / LOG).open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "kfg.engine.worker", str(work / "spec.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            with self.lock:
+                self.children[name] = process
+            code = process.wait()
+            with self.lock:
+                self.children.pop(name, None)
+        state.seconds = time.perf_counter() - started
+        if code != 0 or self.stopping:
+            state.status = FAILED
+            state.error = _cause(work / LOG) if not self.stopping else "interrupted"
+            state.log = self._keep_failure(name, work)
+            return state
+        metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+        entry = self.cache.commit(
+            work, state.key, {"step": name, "metrics": metrics, "seconds": state.seconds}
+        )
+        state.entry, state.status, state.log = entry, DONE, entry.log
+        return state
+
+    def _keep_failure(self, name: str, work: Path) -> Path:
+        """A failed step's log (and report) stay on disk, outside the cache."""
+        target = self.cache.root / "failed" / name
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work, target)
+        return target / LOG
+
+    def stop(self) -> None:
+        """Terminate the steps this run started, and only those."""
+        self.stopping = True
+        with self.lock:
+            children = list(self.children.values())
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+
+    def run(self) -> RunSummary:
+        started = time.perf_counter()
+        names = [s.name for s in self.pipeline.steps]
+        if self.only is not None:
+            wanted = {self.only} | self._upstream(self.only)
+            for name in names:
+                if name not in wanted:
+                    self.states[name].status = SKIPPED
+            names = [n for n in names if n in wanted]
+        pending = list(names)
+        running: dict[Future[StepState], str] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kfg-step") as pool:
+            try:
+                while pending or running:
+                    for name in list(pending):
+                        upstream = self.flow.step(name).upstream
+                        states = [self.states[u].status for u in upstream]
+                        if any(s in (FAILED, SKIPPED) for s in states):
+                            self.states[name].status = SKIPPED
+                            self.states[name].error = "an earlier step failed"
+                            self._emit(self.states[name])
+                            pending.remove(name)
+                        elif all(s in (CACHED, DONE) for s in states) and len(running) < self.jobs:
+                            running[pool.submit(self._execute, name)] = name
+                            pending.remove(name)
+                    if not running:
+                        continue
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        running.pop(future)
+                        self._emit(future.result())
+            except KeyboardInterrupt:
+                self.stop()
+                raise
+            except BaseException:
+                self.stop()
+                raise
+        summary = RunSummary(self.pipeline.name, list(self.states.values()), 0.0)
+        summary.seconds = time.perf_counter() - started
+        for state in summary.steps:
+            if state.entry is not None:
+                summary.metrics.update(state.entry.metrics)
+        return summary
+
+    def _upstream(self, name: str) -> set[str]:
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for upstream in self.flow.step(todo.pop()).upstream:
+                if upstream not in found:
+                    found.add(upstream)
+                    todo.append(upstream)
+        return found
+
+
+def _cause(log: Path) -> str:
+    """The step's one-line cause: the runtime's `kfg: ...` line, or the log's last line."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "the step failed"
+    for line in reversed(lines):
+        if line.startswith("kfg: "):
+            return line[len("kfg: ") :]
+    return lines[-1] if lines else "the step failed"

@@ -1,0 +1,145 @@
+"""The local engine: caching proven by counting executions, failures, --from, --only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfg.engine.cache import Cache
+from kfg.engine.runner import Engine, EngineError, RunSummary
+from tests.pipelines import make, messages
+
+
+def _pipeline(tmp_path: Path, fail: bool = False) -> tuple[object, Path]:
+    """load -> (double, square) -> total; `scale` is read by `double` only. Every cell
+    appends its step's name to a counter file, so executions are counted, not timed."""
+    counter = tmp_path / "executions.txt"
+    note = f"open({str(counter)!r}, 'a').write('{{}}\\n')"
+    result = make(
+        tmp_path,
+        [
+            ("code", "scale = 2\noffset = 1"),
+            ("code", "numbers = list(range(5))\n" + note.format("load")),
+            ("code", "doubled = [n * scale for n in numbers]\n" + note.format("double")),
+            (
+                "code",
+                ("1 / 0\n" if fail else "")
+                + "squared = [n * n for n in numbers]\n"
+                + note.format("square"),
+            ),
+            ("code", "total = float(sum(doubled) + sum(squared))\n" + note.format("total")),
+        ],
+        [
+            {"name": "load", "cells": [2]},
+            {"name": "double", "cells": [3]},
+            {"name": "square", "cells": [4]},
+            {"name": "total", "cells": [5]},
+        ],
+        parameters={"cell": 1},
+        metrics=[{"name": "total", "variable": "total"}],
+    )
+    assert result.ok, messages(result)
+    return result, counter
+
+
+def _run(result: object, tmp_path: Path, **options: object) -> RunSummary:
+    engine = Engine(
+        result.pipeline,  # type: ignore[attr-defined]
+        result.flow,  # type: ignore[attr-defined]
+        result.notebook,  # type: ignore[attr-defined]
+        Cache(tmp_path / ".kfg"),
+        jobs=2,
+        **options,  # type: ignore[arg-type]
+    )
+    return engine.run()
+
+
+def _executions(counter: Path) -> list[str]:
+    lines = counter.read_text().split() if counter.exists() else []
+    counter.write_text("")
+    return sorted(lines)
+
+
+def test_second_run_executes_nothing(tmp_path: Path) -> None:
+    result, counter = _pipeline(tmp_path)
+    first = _run(result, tmp_path)
+    assert first.ok and first.metrics == {"total": 50.0}
+    assert _executions(counter) == ["double", "load", "square", "total"]
+    second = _run(result, tmp_path)
+    assert second.ok and second.metrics == {"total": 50.0}
+    assert _executions(counter) == []
+    assert [s.status for s in second.steps] == ["cached"] * 4
+
+
+def test_a_parameter_reruns_only_its_readers_and_what_they_change(tmp_path: Path) -> None:
+    result, counter = _pipeline(tmp_path)
+    _run(result, tmp_path)
+    _executions(counter)
+    changed = _run(result, tmp_path, parameters={"scale": 3})
+    assert changed.metrics == {"total": 60.0}
+    assert _executions(counter) == ["double", "total"]
+    back = _run(result, tmp_path)  # the old values are still cached
+    assert back.metrics == {"total": 50.0} and _executions(counter) == []
+
+
+def test_no_cache_from_and_only(tmp_path: Path) -> None:
+    result, counter = _pipeline(tmp_path)
+    _run(result, tmp_path)
+    _executions(counter)
+    _run(result, tmp_path, use_cache=False)
+    assert _executions(counter) == ["double", "load", "square", "total"]
+    _run(result, tmp_path, rerun_from="square")
+    assert _executions(counter) == ["square", "total"]
+    only = _run(result, tmp_path, only="double", use_cache=True, rerun_from="double")
+    assert _executions(counter) == ["double"]
+    assert [s.status for s in only.steps] == ["cached", "done", "skipped", "skipped"]
+
+
+def test_only_needs_cached_inputs(tmp_path: Path) -> None:
+    result, _ = _pipeline(tmp_path)
+    with pytest.raises(EngineError, match="`--only total` needs step `load` from the cache"):
+        _run(result, tmp_path, only="total")
+
+
+def test_failure_keeps_what_finished_and_the_next_run_resumes(tmp_path: Path) -> None:
+    broken, counter = _pipeline(tmp_path, fail=True)
+    summary = _run(broken, tmp_path)
+    assert not summary.ok
+    states = {s.name: s for s in summary.steps}
+    assert states["square"].status == "failed"
+    assert states["square"].error == (
+        "step `square` failed in cell 4, line 1: ZeroDivisionError: division by zero"
+    )
+    assert states["square"].log is not None and "Traceback" in states["square"].log.read_text()
+    assert states["double"].status == "done"  # an independent branch still ran
+    assert states["total"].status == "skipped"
+    _executions(counter)
+    fixed, _ = _pipeline(tmp_path)  # the notebook is fixed: same cells, no 1 / 0
+    resumed = _run(fixed, tmp_path)
+    assert resumed.ok
+    assert _executions(counter) == ["square", "total"]
+
+
+def test_independent_steps_run_at_the_same_time(tmp_path: Path) -> None:
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    record = (
+        "import time, pathlib\nstart = time.time()\ntime.sleep(1.0)\n"
+        f"pathlib.Path({str(stamps)!r}, '{{}}').write_text(f'{{{{start}}}} {{{{time.time()}}}}')\n"
+    )
+    result = make(
+        tmp_path,
+        [
+            ("code", "x = 1"),
+            ("code", record.format("a") + "a = x"),
+            ("code", record.format("b") + "b = x"),
+        ],
+        [{"name": "x", "cells": [1]}, {"name": "a", "cells": [2]}, {"name": "b", "cells": [3]}],
+    )
+    assert result.ok, messages(result)
+    assert _run(result, tmp_path).ok
+    (a_start, a_end), (b_start, b_end) = (
+        map(float, (stamps / n).read_text().split()) for n in ("a", "b")
+    )
+    assert a_start < b_end and b_start < a_end  # the two sleeps overlapped
