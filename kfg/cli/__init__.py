@@ -22,6 +22,7 @@ from kfg.cli import (
     status,
     submit,
     trial,
+    tune,
     validate,
 )
 
@@ -61,6 +62,7 @@ app.command("submit")(submit.command)
 app.command("status")(status.command)
 app.command("restore")(restore.command)
 app.command("run")(run.command)
+app.command("tune")(tune.command)
 
 
 def main() -> None:

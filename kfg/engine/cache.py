@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,13 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.steps = root / "steps"
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def claim(self, key: str) -> threading.Lock:
+        """The lock of one key: concurrent runs (parallel trials) compute a step only once."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
     def lookup(self, key: str) -> Entry | None:
         path = self.steps / key[:2] / key

@@ -168,6 +168,10 @@ class Engine:
         state = self.states[name]
         job = self._job(name)
         state.key = self._key(name, job)
+        with self.cache.claim(state.key):
+            return self._execute_claimed(name, state, job)
+
+    def _execute_claimed(self, name: str, state: StepState, job: dict[str, Any]) -> StepState:
         if self.use_cache and name not in self.forced:
             entry = self.cache.lookup(state.key)
             if entry is not None:
