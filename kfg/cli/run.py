@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,6 +28,54 @@ def _line(state: StepState) -> str:
     timing = f"{state.seconds:6.2f} s" if state.status in ("done", "failed") else " " * 8
     extra = f"  {state.error}" if state.error else ""
     return f"{SYMBOLS[state.status]} {state.name:<24} {state.status:<8} {timing}{extra}"
+
+
+LOG_TAIL = 25
+
+
+class _Progress:
+    """A live table of the steps on a terminal; one line per change anywhere else (CI logs)."""
+
+    def __init__(self, names: list[str]) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live_mode = self.console.is_terminal
+        self.states: dict[str, StepState] = {}
+        self.names = names
+        self.live: Any = None
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for column in ("", "step", "state", "time", ""):
+            table.add_column(column)
+        for name in self.names:
+            state = self.states.get(name)
+            status = state.status if state else "pending"
+            timing = f"{state.seconds:.2f} s" if state and state.seconds else ""
+            table.add_row(SYMBOLS[status], name, status, timing, state.error if state else "")
+        return table
+
+    def update(self, state: StepState) -> None:
+        self.states[state.name] = state
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            typer.echo(_line(state), err=True)
+
+    def __enter__(self) -> _Progress:
+        if self.live_mode:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
 
 
 def _report(summary: RunSummary) -> str:
@@ -92,8 +140,7 @@ def command(
         values[name] = value
     cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
 
-    def show(state: StepState) -> None:
-        typer.echo(_line(state), err=True)
+    progress = _Progress(names)
 
     engine = Engine(
         pipeline,
@@ -105,10 +152,11 @@ def command(
         use_cache=not no_cache,
         rerun_from=rerun_from,
         only=only,
-        listener=show,
+        listener=progress.update,
     )
     try:
-        summary = engine.run()
+        with progress:
+            summary = engine.run()
     except EngineError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -123,5 +171,7 @@ def command(
             if state.status == "failed":
                 typer.echo(f"kfg: step `{state.name}` failed: {state.error}", err=True)
                 if state.log is not None:
-                    typer.echo(f"     its log: {state.log}", err=True)
+                    tail = state.log.read_text(encoding="utf-8", errors="replace").splitlines()
+                    typer.echo("\n".join(f"  | {line}" for line in tail[-LOG_TAIL:]), err=True)
+                    typer.echo(f"  the whole log: {state.log}", err=True)
         raise typer.Exit(EXIT_INVALID)
