@@ -172,12 +172,13 @@ class Engine:
             return self._execute_claimed(name, state, job)
 
     def _execute_claimed(self, name: str, state: StepState, job: dict[str, Any]) -> StepState:
-        if self.use_cache and name not in self.forced:
+        reuse_only = self.only is not None and name != self.only  # --only: the rest is cached
+        if (self.use_cache and name not in self.forced) or reuse_only:
             entry = self.cache.lookup(state.key)
             if entry is not None:
                 state.entry, state.status, state.log = entry, CACHED, entry.log
                 return state
-        if self.only is not None and name != self.only:
+        if reuse_only:
             raise EngineError(
                 f"`--only {self.only}` needs step `{name}` from the cache, but it is not"
                 " cached with these inputs; run the pipeline once first"
@@ -199,19 +200,14 @@ class Engine:
         }
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         started = time.perf_counter()
-        with (work / LOG).open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "kfg.engine.worker", str(work / "spec.json")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            with self.lock:
-                self.children[name] = process
-            code = process.wait()
-            with self.lock:
-                self.children.pop(name, None)
+        process = launch(
+            work / "spec.json", work / LOG, preload_modules(self.pipeline, self.notebook)
+        )
+        with self.lock:
+            self.children[name] = process
+        code = process.wait()
+        with self.lock:
+            self.children.pop(name, None)
         state.seconds = time.perf_counter() - started
         if code != 0 or self.stopping:
             state.status = FAILED
@@ -240,8 +236,11 @@ class Engine:
         with self.lock:
             children = list(self.children.values())
         for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
+            try:
+                os.killpg(child.pid, signal.SIGTERM)  # the step and what it started
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)  # not yet in its own session
 
     def run(self) -> RunSummary:
         started = time.perf_counter()
@@ -296,6 +295,72 @@ class Engine:
                     found.add(upstream)
                     todo.append(upstream)
         return found
+
+
+class _Forked:
+    """A step forked from the warm forkserver, with the interface of a Popen."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+        self.pid: int = process.pid
+
+    def wait(self) -> int:
+        self.process.join()
+        code = self.process.exitcode
+        return 1 if code is None else abs(code) if code < 0 else code
+
+
+_PRELOADED: list[str] = []
+_PRELOAD_LOCK = threading.Lock()
+
+
+def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
+    """Modules the prelude imports: every step imports them, so the forkserver does it once."""
+    import ast
+
+    from kfg.analysis.source import parse_cell
+
+    names = ["kfg.runtime.step", "kfg.engine.worker"]
+    for position in pipeline.prelude:
+        tree = parse_cell(notebook.cell(position).source)
+        if not isinstance(tree, ast.Module):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    return list(dict.fromkeys(names))
+
+
+def launch(spec: Path, log: Path, preload: list[str]) -> Any:
+    """Start one step: forked from a forkserver that already imported the prelude's modules
+    (a step then starts in milliseconds instead of re-importing pandas and scikit-learn),
+    or as a fresh interpreter where fork is unavailable or the modules changed."""
+    import multiprocessing
+
+    with _PRELOAD_LOCK:
+        usable = "forkserver" in multiprocessing.get_all_start_methods() and (
+            not _PRELOADED or preload == _PRELOADED
+        )
+        if usable and not _PRELOADED:
+            multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+            _PRELOADED.extend(preload)
+    if usable:
+        from kfg.engine.worker import run_in_child
+
+        context = multiprocessing.get_context("forkserver")
+        process = context.Process(target=run_in_child, args=(str(spec), str(log)), daemon=False)
+        process.start()
+        return _Forked(process)
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kfg.engine.worker", str(spec)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 def _cause(log: Path) -> str:

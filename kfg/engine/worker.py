@@ -8,7 +8,9 @@ Exit status 0 on success, 1 with a one-line cause on stderr when the step failed
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from kfg.runtime.step import StepFailed, run_step
@@ -28,3 +30,24 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+
+
+def run_in_child(spec: str, log: str) -> None:
+    """Entry point of a step forked from the engine's warm forkserver.
+
+    The child leaves the terminal's process group (Ctrl-C reaches only kfg, which then
+    stops its steps) and writes everything it prints to the step's log.
+    """
+    os.setsid()
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    code = 1
+    try:
+        code = main(["worker", spec])
+    except BaseException:  # pragma: no cover - the runtime reports the step's own errors
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
