@@ -205,6 +205,10 @@ def _diagnose(error: Any, root: Any) -> Iterator[tuple[Path, bool, str, str]]:
 
 def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
     """Check `data` against the schema; one diagnostic per problem, placed at its node."""
+    from kfg.schemacheck import conforms
+
+    if conforms(data, load_schema()):
+        return []  # jsonschema is needed only to explain what is wrong
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(load_schema())

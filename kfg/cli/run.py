@@ -37,10 +37,7 @@ class _Progress:
     """A live table of the steps on a terminal; one line per change anywhere else (CI logs)."""
 
     def __init__(self, names: list[str]) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.live_mode = self.console.is_terminal
+        self.live_mode = sys.stderr.isatty()  # rich is imported only for a terminal
         self.states: dict[str, StepState] = {}
         self.names = names
         self.live: Any = None
@@ -67,9 +64,11 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.live_mode:
+            from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(self._table(), console=self.console, refresh_per_second=8)
+            console = Console(stderr=True)
+            self.live = Live(self._table(), console=console, refresh_per_second=8)
             self.live.__enter__()
         return self
 

@@ -9,7 +9,9 @@ failed run leaves only complete entries behind and the next run resumes from the
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -19,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfg.runtime import step as runtime
-
 RESULT = "result.json"
 OUTPUTS = "outputs"
 REPORT = "report.html"
@@ -28,8 +28,12 @@ LOG = "log.txt"
 KEY_VERSION = 1
 
 
+@functools.cache
 def _runtime_digest() -> str:
-    return hashlib.sha256(Path(runtime.__file__).read_bytes()).hexdigest()
+    """The step runtime's source, without importing it (the engine only runs it in steps)."""
+    spec = importlib.util.find_spec("kfg.runtime.step")
+    assert spec is not None and spec.origin is not None
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 def file_digest(path: Path) -> str:
