@@ -40,6 +40,21 @@ class Inputs:
     imports: str
 
 
+def from_paths(
+    pipeline: Pipeline, flow: Flow, step: str, paths: dict[str, Path], origin: str
+) -> Inputs:
+    """Inputs at known paths, such as the local engine's cache entries."""
+    here = flow.step(step)
+    return Inputs(
+        expressions={
+            v: f"restore_value({str(p.resolve())!r}, globals())" for v, p in paths.items()
+        },
+        parameters={p.name: p.default for p in pipeline.parameters if p.name in here.parameters},
+        origin=origin,
+        imports="from kfg.runtime.step import restore_value",
+    )
+
+
 def from_directory(pipeline: Pipeline, flow: Flow, step: str, directory: Path) -> Inputs:
     """Inputs saved as `<directory>/<variable>` (what a step's outputs look like on disk)."""
     here = flow.step(step)
@@ -49,15 +64,8 @@ def from_directory(pipeline: Pipeline, flow: Flow, step: str, directory: Path) -
             f"{directory} has no saved value for {', '.join(f'`{m}`' for m in missing)}"
             f" (step `{step}` reads {', '.join(here.inputs) or 'nothing'})"
         )
-    expressions = {
-        v: f"restore_value({str((directory / v).resolve())!r}, globals())" for v in here.inputs
-    }
-    return Inputs(
-        expressions=expressions,
-        parameters={p.name: p.default for p in pipeline.parameters if p.name in here.parameters},
-        origin=f"the values saved in {directory}",
-        imports="from kfg.runtime.step import restore_value",
-    )
+    paths = {v: directory / v for v in here.inputs}
+    return from_paths(pipeline, flow, step, paths, f"the values saved in {directory}")
 
 
 def from_run(

@@ -182,3 +182,31 @@ def test_cli_usage_and_notebook_server(
     assert [o["kind"] for o in objects if o] == ["PersistentVolumeClaim", "Notebook"]
     again = kfg("restore", kale, "--step", "svm", "--inputs", str(values), cwd=tmp_path)
     assert again.returncode == 1 and "exists; use --force" in again.stderr
+
+
+def test_restore_from_the_local_cache(tmp_path: Path) -> None:
+    from tests.pipelines import make
+
+    result = make(
+        tmp_path,
+        [
+            ("code", "a = [1, 2]"),
+            ("code", "def f(v):\n    return v * 10"),
+            ("code", "b = f(sum(a))"),
+        ],
+        [
+            {"name": "one", "cells": [1]},
+            {"name": "two", "cells": [2]},
+            {"name": "three", "cells": [3]},
+        ],
+    )
+    assert result.ok
+    missing = kfg("restore", "kale.yaml", "--step", "three", "--local", cwd=tmp_path)
+    assert missing.returncode == 1 and "run `kfg run` first" in missing.stderr
+    assert kfg("run", "kale.yaml", cwd=tmp_path).returncode == 0
+    restored = kfg("restore", "kale.yaml", "--step", "three", "--local", cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    book = nbformat.read(str(tmp_path / "three.restored.ipynb"), as_version=4)
+    book.cells.append(nbformat.v4.new_code_cell("print(b)"))
+    NotebookClient(book, timeout=120, kernel_name="python3").execute(cwd=str(tmp_path))
+    assert book.cells[-1].outputs[0]["text"].strip() == "30"

@@ -12,6 +12,7 @@ from kfg.cli.common import fail, load_or_exit, usage_error, write_atomic
 if TYPE_CHECKING:
     from kfg.analysis.dataflow import Flow
     from kfg.config.model import Pipeline
+    from kfg.notebook.reader import Notebook
     from kfg.restore import Inputs
 
 
@@ -22,6 +23,12 @@ def command(
         None, "--inputs", help="Directory holding the step's inputs, one saved value per variable."
     ),
     run_id: str | None = typer.Option(None, "--run", help="KFP run whose artifacts to use."),
+    local: bool = typer.Option(
+        False, "--local", help="Use the values `kfg run` cached (default parameters)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", envvar="KFG_CACHE_DIR", help="Cache of --local (default: .kfg)."
+    ),
     endpoint: str | None = typer.Option(
         None, "--endpoint", envvar="KF_PIPELINES_ENDPOINT", help="KFP API (with --run)."
     ),
@@ -47,8 +54,8 @@ def command(
     from kfg import restore
     from kfg.render.yamlout import dump_all
 
-    if (inputs is None) == (run_id is None):
-        usage_error("give exactly one of --inputs DIR and --run RUN_ID")
+    if [inputs is not None, run_id is not None, local].count(True) != 1:
+        usage_error("give exactly one of --local, --inputs DIR and --run RUN_ID")
     if notebook_server and not snapshot:
         usage_error("--notebook-server needs --snapshot NAME (a step's or a volume's snapshot)")
     result = load_or_exit(config)
@@ -61,7 +68,9 @@ def command(
     if target.exists() and not force:
         fail(f"{target} exists; use --force to overwrite it")
     try:
-        if inputs is not None:
+        if local:
+            found = _from_cache(pipeline, flow, notebook, step, cache_dir, config)
+        elif inputs is not None:
             if not inputs.is_dir():
                 usage_error(f"--inputs {inputs}: not a directory")
             found = restore.from_directory(pipeline, flow, step, inputs)
@@ -100,3 +109,24 @@ def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: 
     except LaunchError as exc:
         fail(str(exc))
     return from_run(pipeline, flow, step, run.to_dict(), endpoint)
+
+
+def _from_cache(
+    pipeline: Pipeline,
+    flow: Flow,
+    notebook: Notebook,
+    step: str,
+    cache_dir: Path | None,
+    config: Path,
+) -> Inputs:
+    from kfg.config.load import repository_root
+    from kfg.engine.cache import Cache
+    from kfg.engine.runner import Engine, EngineError
+    from kfg.restore import from_paths
+
+    cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
+    try:
+        paths = Engine(pipeline, flow, notebook, cache).locate_inputs(step)
+    except EngineError as exc:
+        fail(str(exc))
+    return from_paths(pipeline, flow, step, paths, f"the local cache in {cache.root}")

@@ -286,6 +286,22 @@ class Engine:
                 summary.metrics.update(state.entry.metrics)
         return summary
 
+    def locate_inputs(self, name: str) -> dict[str, Path]:
+        """Where the cache holds the values `name` would receive, without running anything."""
+        needed = self._upstream(name)
+        for step in self.pipeline.steps:
+            if step.name not in needed:
+                continue
+            state = self.states[step.name]
+            state.key = self._key(step.name, self._job(step.name))
+            state.entry = self.cache.lookup(state.key)
+            if state.entry is None:
+                raise EngineError(
+                    f"step `{step.name}` is not in the cache with these parameters; run"
+                    " `kfg run` first"
+                )
+        return self._inputs(name)
+
     def _upstream(self, name: str) -> set[str]:
         found: set[str] = set()
         todo = [name]
