@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -19,15 +19,54 @@ def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def _progress(result: TrialResult, summary: TuneSummary) -> None:
-    best = summary.best
-    params = ", ".join(f"{k} {v}" for k, v in result.params.items())
-    typer.echo(
-        f"trial {result.number:>3} {result.state:<8} {summary.metric} {_value(result.value)}"
-        f"  (best {_value(best.value if best else None)})  {params}"
-        f"  [{len(result.executed)} step(s) ran, {result.seconds:.1f} s]",
-        err=True,
-    )
+class _Progress:
+    """A live table of finished trials and the best so far on a terminal; lines elsewhere."""
+
+    def __init__(self) -> None:
+        self.live: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live("waiting for the first trial...", console=Console(stderr=True))
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def update(self, result: TrialResult, summary: TuneSummary) -> None:
+        if self.live is None:
+            best = summary.best
+            params = ", ".join(f"{k} {v}" for k, v in result.params.items())
+            typer.echo(
+                f"trial {result.number:>3} {result.state:<8} {summary.metric}"
+                f" {_value(result.value)}  (best {_value(best.value if best else None)})"
+                f"  {params}  [{len(result.executed)} step(s) ran, {result.seconds:.1f} s]",
+                err=True,
+            )
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{summary.study}: {summary.direction} {summary.metric}", box=None)
+        names = sorted({p for t in summary.trials for p in t.params})
+        for column in ("trial", "state", summary.metric, *names, "steps run", "time"):
+            table.add_column(column)
+        best = summary.best
+        for trial in sorted(summary.trials, key=lambda t: t.number)[-20:]:
+            mark = " *" if best is not None and trial.number == best.number else ""
+            table.add_row(
+                f"{trial.number}{mark}",
+                trial.state,
+                _value(trial.value),
+                *(str(trial.params.get(n, "")) for n in names),
+                str(len(trial.executed)),
+                f"{trial.seconds:.1f} s",
+            )
+        self.live.update(table)
 
 
 def _table(summary: TuneSummary) -> str:
@@ -92,9 +131,16 @@ def command(
         fail(f"{result.display} has no spec.tuning")
     cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
     try:
-        summary = tune(
-            pipeline, flow, notebook, cache, trials=trials, parallel=parallel, listener=_progress
-        )
+        with _Progress() as progress:
+            summary = tune(
+                pipeline,
+                flow,
+                notebook,
+                cache,
+                trials=trials,
+                parallel=parallel,
+                listener=progress.update,
+            )
     except TuneError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
