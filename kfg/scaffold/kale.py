@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from kfg.analysis.parameters import Parameter, parse_parameters
-from kfg.analysis.source import parse_cell
+from kfg.analysis.source import bound_names, parse_cell
 from kfg.names import dns_label, unique
 from kfg.notebook.cellrefs import compress
 from kfg.notebook.reader import Cell, Notebook
@@ -382,6 +382,15 @@ def translate(notebook: Notebook, notes: list[str]) -> tuple[dict[str, Any], str
     spec["steps"] = [{**s, "cells": compress(s["cells"])} for s in t.steps.values()]
     if not spec["steps"]:
         notes.append("no cell carries a step: or block: tag, so there is no step to propose")
+    defined: set[str] = set()
+    for step in t.steps.values():
+        for position in step["cells"]:
+            tree = parse_cell(notebook.cell(position).source)
+            if isinstance(tree, ast.Module):
+                defined |= bound_names(tree)
+    for metric in [m for m in metrics if m["variable"] not in defined]:
+        notes.append(f"metric `{metric['variable']}`: no step defines it, so it is left out")
+        metrics.remove(metric)
     if metrics:
         spec["metrics"] = metrics
     volumes = _volumes(meta.get("volumes") or [], notes)
