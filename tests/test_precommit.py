@@ -1,0 +1,46 @@
+"""The pre-commit hooks, through the real `pre-commit try-repo` on a sample repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import EXAMPLES, REPO
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_kfg_validate_hook_rejects_a_bad_kale_yaml(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    shutil.copytree(EXAMPLES / "wine", repo / "wine")
+    kale = repo / "wine" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("cells: [22]", "cells: [99]"))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "sample")
+    pre_commit = [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "kfg-validate"]
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+
+    rejected = subprocess.run(
+        [*pre_commit, "--all-files"], cwd=repo, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+    assert "cell 99 is out of range: wine.ipynb has 22 cells" in rejected.stdout
+
+    kale.write_text(kale.read_text().replace("cells: [99]", "cells: [22]"))
+    _git(repo, "commit", "-qam", "fix")
+    accepted = subprocess.run(
+        [*pre_commit, "--all-files"], cwd=repo, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
