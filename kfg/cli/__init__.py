@@ -13,6 +13,7 @@ import typer
 from kfg import __version__
 from kfg.cli import (
     cells,
+    fn,
     graph,
     init,
     render,
@@ -63,6 +64,7 @@ app.command("status")(status.command)
 app.command("restore")(restore.command)
 app.command("run")(run.command)
 app.command("tune")(tune.command)
+app.add_typer(fn.app, name="fn")
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""`kfg fn render` as a KRM function: a ResourceList in, a ResourceList out.
+
+It follows the KRM Functions Specification (config.kubernetes.io/v1): NotebookPipelines
+come from `functionConfig` (a kale.yaml, or a ConfigMap whose `data.paths` names kale.yaml
+files) and from the input `items`; their rendered objects are added to `items` with
+`internal.config.kubernetes.io/path` placing them beside their kale.yaml, replacing what a
+previous run rendered from the same file. Every other item passes through untouched, with
+its comments (the list is read and written with ruamel.yaml's round-trip mode).
+Validation findings become `results`; any error makes the exit status 1. Notebooks are read
+from the working directory, so run the function with the package mounted (`kpt fn eval
+--exec`, or `--mount` for the container).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfg.diagnostics import Diagnostic, Severity
+
+RESOURCE_LIST = ("config.kubernetes.io/v1", "ResourceList")
+PATH = "internal.config.kubernetes.io/path"
+INDEX = "internal.config.kubernetes.io/index"
+LEGACY_PATH = "config.kubernetes.io/path"
+LEGACY_INDEX = "config.kubernetes.io/index"
+SOURCE = "kfg.dev/source"
+RENDERED_DIR = "rendered"
+# Package files that are not Kubernetes objects, or that kpt keeps in the package itself.
+SKIPPED_FILES = ("Kptfile", "kustomization.yaml", ".krmignore", "pipeline.ir.yaml")
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path  # the kale.yaml on disk
+    text: str | None  # its content when it came inside the ResourceList
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    handler = YAML(typ="rt")
+    handler.preserve_quotes = True
+    handler.width = 4096
+    return handler
+
+
+def _annotation(item: Any, *names: str) -> str | None:
+    annotations = ((item or {}).get("metadata") or {}).get("annotations") or {}
+    for name in names:
+        if name in annotations:
+            return str(annotations[name])
+    return None
+
+
+def _result(message: str, severity: str = "error", **where: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"message": message, "severity": severity}
+    result.update({k: v for k, v in where.items() if v})
+    return result
+
+
+def _diagnostic_result(d: Diagnostic, package_path: str) -> dict[str, Any]:
+    where: dict[str, Any] = {"file": {"path": package_path}}
+    if d.field:
+        where["field"] = {"path": d.field}
+    severity = "error" if d.severity is Severity.ERROR else "warning"
+    return _result(f"{d.message} (line {d.line}) [{d.code}]", severity, **where)
+
+
+def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> list[Target]:
+    targets: list[Target] = []
+    config = resources.get("functionConfig")
+    if config:
+        kind = config.get("kind")
+        if kind == "NotebookPipeline":
+            where = _annotation(config, PATH, LEGACY_PATH) or "kale.yaml"
+            targets.append(Target(workdir / where, _dump(config)))
+        elif kind == "ConfigMap":
+            listed = str((config.get("data") or {}).get("paths", ""))
+            for entry in listed.replace(",", "\n").split():
+                targets.append(Target(workdir / entry, None))
+            if not listed.strip():
+                results.append(_result("the ConfigMap functionConfig has no data.paths"))
+        else:
+            results.append(
+                _result(f"functionConfig must be a NotebookPipeline or a ConfigMap, not {kind}")
+            )
+    for item in resources.get("items") or []:
+        if item.get("kind") == "NotebookPipeline":
+            located = _annotation(item, PATH, LEGACY_PATH)
+            if located is None:
+                results.append(_result("a NotebookPipeline item has no path annotation"))
+                continue
+            targets.append(Target(workdir / located, _dump(item)))
+    unique: dict[Path, Target] = {}
+    for target in targets:
+        unique.setdefault(target.path.resolve(), target)
+    return list(unique.values())
+
+
+def _dump(node: Any) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(node, buffer)
+    return buffer.getvalue()
+
+
+def process(text: str, workdir: Path) -> tuple[str, int]:
+    """The output ResourceList for an input one, and the exit status."""
+    from kfg.config.load import load_pipeline, repository_root
+    from kfg.render.build import relative_to_root, render
+
+    handler = _yaml()
+    results: list[dict[str, Any]] = []
+    try:
+        resources = handler.load(text)
+    except Exception as exc:  # ruamel's errors have no common base worth naming
+        resources = None
+        results.append(_result(f"stdin is not YAML: {exc}"))
+    if (
+        not isinstance(resources, dict)
+        or (
+            resources.get("apiVersion"),
+            resources.get("kind"),
+        )
+        != RESOURCE_LIST
+    ):
+        out: dict[str, Any] = {
+            "apiVersion": RESOURCE_LIST[0],
+            "kind": RESOURCE_LIST[1],
+            "items": [],
+        }
+        results.append(_result("stdin must be a config.kubernetes.io/v1 ResourceList"))
+        out["results"] = results
+        return _dump(out), 1
+
+    failed = False
+    rendered_items: list[dict[str, Any]] = []
+    replaced: set[str] = set()
+    root = repository_root(workdir)
+    for target in _targets(resources, workdir, results):
+        package_path = relative_to_root(target.path, workdir)
+        text_arg = target.text if target.text is not None and not target.path.is_file() else None
+        loaded = load_pipeline(target.path, root=root, text=text_arg)
+        results.extend(_diagnostic_result(d, package_path) for d in loaded.diagnostics)
+        if not loaded.ok or not (loaded.pipeline and loaded.flow and loaded.notebook):
+            failed = True
+            continue
+        item = render(loaded.pipeline, loaded.flow, loaded.notebook, root)
+        replaced.add(item.source)
+        base = Path(package_path).parent / RENDERED_DIR / loaded.pipeline.name
+        for name, content in sorted(item.package.files.items()):
+            if name in SKIPPED_FILES:
+                continue
+            for index, obj in enumerate(d for d in handler.load_all(content) if d):
+                annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+                location = (base / name).as_posix()
+                annotations[PATH] = annotations[LEGACY_PATH] = location
+                annotations[INDEX] = annotations[LEGACY_INDEX] = str(index)
+                rendered_items.append(obj)
+    kept = [
+        item
+        for item in resources.get("items") or []
+        if _annotation(item, SOURCE) not in replaced or item.get("kind") == "NotebookPipeline"
+    ]
+    resources["items"] = kept + rendered_items
+    if results:
+        resources["results"] = results
+    failed = failed or any(r["severity"] == "error" for r in results)
+    return _dump(resources), 1 if failed else 0

@@ -1,0 +1,90 @@
+"""The KRM function, fed real ResourceLists: golden outputs, comments kept, results, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import crds
+from tests.conftest import REPO
+
+EXAMPLES = REPO / "functions" / "render" / "examples"
+EXIT = {"tiny": 0, "invalid": 1}
+
+
+def run(example: Path, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kfg", "fn", "render"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=example,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXIT))
+def test_golden_output(name: str) -> None:
+    """Set KFG_UPDATE_GOLDEN=1 to rewrite expected-output.yaml after an intended change."""
+    example = EXAMPLES / name
+    result = run(example, (example / "input.yaml").read_text())
+    assert result.returncode == EXIT[name], result.stderr
+    expected = example / "expected-output.yaml"
+    if os.environ.get("KFG_UPDATE_GOLDEN"):
+        expected.write_text(result.stdout)
+    assert result.stdout == expected.read_text()
+
+
+def test_rendered_items_are_placed_and_valid() -> None:
+    example = EXAMPLES / "tiny"
+    output = yaml.safe_load(run(example, (example / "input.yaml").read_text()).stdout)
+    kinds = [item["kind"] for item in output["items"]]
+    assert kinds == ["NotebookPipeline", "ConfigMap", "Pipeline", "PipelineVersion"]
+    for item in output["items"][2:]:
+        annotations = item["metadata"]["annotations"]
+        assert annotations["internal.config.kubernetes.io/path"] == "rendered/tiny/pipeline.yaml"
+        crds.validate(item)
+    assert "results" not in output
+
+
+def test_comments_of_passed_through_items_are_kept() -> None:
+    example = EXAMPLES / "tiny"
+    text = run(example, (example / "input.yaml").read_text()).stdout
+    assert "name: team-settings  # who owns this pipeline" in text
+    assert "owner: data-science  # the team to page" in text
+
+
+def test_rendering_twice_replaces_rather_than_duplicates() -> None:
+    example = EXAMPLES / "tiny"
+    once = run(example, (example / "input.yaml").read_text()).stdout
+    twice = yaml.safe_load(run(example, once).stdout)
+    assert [i["kind"] for i in twice["items"]].count("PipelineVersion") == 1
+
+
+def test_results_carry_file_field_and_severity() -> None:
+    example = EXAMPLES / "invalid"
+    output = yaml.safe_load(run(example, (example / "input.yaml").read_text()).stdout)
+    first = next(r for r in output["results"] if r["severity"] == "error")
+    assert any(r["severity"] == "warning" for r in output["results"])  # the unused cell 4
+    assert first["file"] == {"path": "kale.yaml"}
+    assert first["field"] == {"path": "spec.steps[1].cells[0]"}
+    assert "cell 9 is out of range" in first["message"]
+
+
+def test_config_map_function_config_and_bad_input(tmp_path: Path) -> None:
+    example = EXAMPLES / "tiny"
+    listed = (
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\n"
+        "functionConfig:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: kfg}\n"
+        "  data:\n    paths: kale.yaml\n"
+    )
+    output = yaml.safe_load(run(example, listed).stdout)
+    assert [i["kind"] for i in output["items"]] == ["Pipeline", "PipelineVersion"]
+    bad = run(example, "not: a resource list\n")
+    assert bad.returncode == 1
+    assert "must be a config.kubernetes.io/v1 ResourceList" in bad.stdout
