@@ -13,6 +13,7 @@ import typer
 from kfg import __version__
 from kfg.cli import (
     cells,
+    diff,
     fn,
     graph,
     init,
@@ -64,6 +65,7 @@ app.command("status")(status.command)
 app.command("restore")(restore.command)
 app.command("run")(run.command)
 app.command("tune")(tune.command)
+app.command("diff")(diff.command)
 app.add_typer(fn.app, name="fn")
 
 
