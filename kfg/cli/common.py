@@ -55,3 +55,21 @@ def load_or_exit(path: Path, root: Path | None = None) -> LoadResult:
     if not result.ok or result.pipeline is None or result.flow is None:
         raise typer.Exit(EXIT_INVALID)
     return result
+
+
+def config_files_or_exit(
+    paths: list[Path] | None, root: Path | None
+) -> tuple[list[Path], list[Path]]:
+    """(targets, kale.yaml files) for commands taking files or directories; usage errors exit 2."""
+    from kfg.config.load import find_config_files
+
+    targets = paths or [Path(".")]
+    for target in targets:
+        if not target.exists():
+            usage_error(f"{target}: no such file or directory")
+    if root is not None and not root.is_dir():
+        usage_error(f"--root {root}: not a directory")
+    files = list(find_config_files(targets))
+    if not files:
+        usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
+    return targets, files

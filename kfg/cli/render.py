@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kfg.cli.common import EXIT_INVALID, fail, usage_error
+from kfg.cli.common import EXIT_INVALID, config_files_or_exit, fail, usage_error
 
 
 def command(
@@ -44,21 +44,13 @@ def command(
     Exit status: 0 rendered (or up to date with --check), 1 invalid input or stale output,
     2 usage error.
     """
-    from kfg.config.load import display_path, find_config_files, load_pipeline, repository_root
+    from kfg.config.load import display_path, load_pipeline, repository_root
     from kfg.diagnostics import Severity
     from kfg.report import text
 
     if check and stdout:
         usage_error("--check and --stdout cannot be combined")
-    targets = paths or [Path(".")]
-    for target in targets:
-        if not target.exists():
-            usage_error(f"{target}: no such file or directory")
-    if root is not None and not root.is_dir():
-        usage_error(f"--root {root}: not a directory")
-    files = list(find_config_files(targets))
-    if not files:
-        usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
+    targets, files = config_files_or_exit(paths, root)
 
     results = [load_pipeline(f, root=root) for f in files]
     diagnostics = [d for r in results for d in r.diagnostics]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kfg.cli.common import EXIT_INVALID, usage_error
+from kfg.cli.common import EXIT_INVALID, config_files_or_exit, usage_error
 from kfg.report import plural
 
 
@@ -30,20 +30,12 @@ def command(
     Exit status: 0 valid, 1 invalid, 2 usage error.
     """
     from kfg import report
-    from kfg.config.load import display_path, find_config_files, load_pipeline
+    from kfg.config.load import display_path, load_pipeline
     from kfg.diagnostics import Severity, has_errors
 
     if output_format not in report.FORMATS:
         usage_error(f"unknown --format `{output_format}`; use one of {', '.join(report.FORMATS)}")
-    targets = paths or [Path(".")]
-    for target in targets:
-        if not target.exists():
-            usage_error(f"{target}: no such file or directory")
-    if root is not None and not root.is_dir():
-        usage_error(f"--root {root}: not a directory")
-    files = list(find_config_files(targets))
-    if not files:
-        usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
+    _, files = config_files_or_exit(paths, root)
 
     results = [load_pipeline(f, root=root) for f in files]
     diagnostics = [d for r in results for d in r.diagnostics]
