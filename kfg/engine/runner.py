@@ -121,7 +121,8 @@ class Engine:
         self.only = only
         self.listener = listener or (lambda state: None)
         self.states = {s.name: StepState(s.name) for s in pipeline.steps}
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, Any] = {}  # step -> its process (Popen or forked)
+        self.preload = preload_modules(pipeline, notebook)
         self.lock = threading.Lock()
         self.stopping = False
 
@@ -200,9 +201,7 @@ class Engine:
         }
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         started = time.perf_counter()
-        process = launch(
-            work / "spec.json", work / LOG, preload_modules(self.pipeline, self.notebook)
-        )
+        process = launch(work / "spec.json", work / LOG, self.preload)
         with self.lock:
             self.children[name] = process
         code = process.wait()
