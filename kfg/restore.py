@@ -104,18 +104,11 @@ def from_run(
 
 def fetch_value(endpoint: str, artifact_id: str, namespace: dict[str, Any]) -> Any:
     """Download an artifact through KFP's signed URL and load it as the step would."""
-    from kfg.launcher.runs import RunRequest, connect
+    from kfg.launcher.runs import Launcher, RunRequest
     from kfg.runtime.step import restore_value
 
-    client = connect(RunRequest(endpoint, "", "", ""))
-    artifact = client._run_api.api_client.call_api(
-        f"/apis/v2beta1/artifacts/{artifact_id}",
-        "GET",
-        query_params=[("view", "DOWNLOAD")],
-        response_type="object",
-        auth_settings=["Bearer"],
-        _return_http_data_only=True,
-    )
+    launcher = Launcher(RunRequest(endpoint, "", "", ""))
+    artifact = launcher.get(f"/apis/v2beta1/artifacts/{artifact_id}", [("view", "DOWNLOAD")])
     url = artifact.get("download_url")
     if not url:
         raise RestoreError(f"KFP gave no download URL for artifact {artifact_id}")

@@ -210,3 +210,24 @@ def test_restore_from_the_local_cache(tmp_path: Path) -> None:
     book.cells.append(nbformat.v4.new_code_cell("print(b)"))
     NotebookClient(book, timeout=120, kernel_name="python3").execute(cwd=str(tmp_path))
     assert book.cells[-1].outputs[0]["text"].strip() == "30"
+
+
+def test_cli_reads_the_run_from_the_kfp_api() -> None:
+    with FakeKfp(Scenario()) as fake:
+        result = kfg(
+            "restore",
+            str(EXAMPLES / "wine" / "kale.yaml"),
+            "--step",
+            "preprocess",
+            "--run",
+            "a1b2c3d4-run",
+            "--endpoint",
+            fake.endpoint,
+            "-o",
+            "/dev/null",
+            "--force",
+            cwd=REPO,
+        )
+    assert ("GET", "/apis/v2beta1/runs/a1b2c3d4-run") in [(r.method, r.path) for r in fake.requests]
+    assert result.returncode == 1  # the recorded run has no task details
+    assert "run a1b2c3d4-run has no output `raw` of step `load`" in result.stderr

@@ -105,10 +105,10 @@ def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: 
 
     try:
         launcher = Launcher(RunRequest(endpoint, pipeline.name, "", ""))
-        run = launcher._call(f"reading run {run_id}", launcher.client.get_run, run_id)
+        run = launcher.read_run(run_id)
     except LaunchError as exc:
         fail(str(exc))
-    return from_run(pipeline, flow, step, run.to_dict(), endpoint)
+    return from_run(pipeline, flow, step, run, endpoint)
 
 
 def _from_cache(

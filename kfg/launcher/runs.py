@@ -169,7 +169,14 @@ class Launcher:
                 )
             self.sleep(self.request.poll_seconds)
 
-    def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+    def read_run(self, run_id: str) -> dict[str, Any]:
+        """The run as the v2beta1 API returns it (snake_case keys)."""
+        run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
+        result: dict[str, Any] = run.to_dict()
+        return result
+
+    def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        """A GET on the KFP API that kfp.Client has no method for, with its credentials."""
         api = self.client._run_api.api_client
         result: dict[str, Any] = self._call(
             f"reading {path}",
@@ -189,9 +196,9 @@ class Launcher:
             query = [("run_ids", run_id), ("type", "OUTPUT"), ("page_size", str(ARTIFACT_PAGE))]
             if token:
                 query.append(("page_token", token))
-            page = self._get("/apis/v2beta1/artifact_tasks", query)
+            page = self.get("/apis/v2beta1/artifact_tasks", query)
             for link in page.get("artifact_tasks") or []:
-                yield self._get(f"/apis/v2beta1/artifacts/{link['artifact_id']}", [])
+                yield self.get(f"/apis/v2beta1/artifacts/{link['artifact_id']}", [])
             token = page.get("next_page_token") or ""
             if not token:
                 return
