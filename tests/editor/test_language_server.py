@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.editor.lsp import Client
+from tests.npm import NODE, install
 
-NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
 SERVER_VERSION = "1"
 
@@ -19,25 +17,8 @@ SERVER_VERSION = "1"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """yaml-language-server from npm, installed once for the tests."""
-    prefix = tmp_path_factory.mktemp("yaml-language-server")
-    npm = shutil.which("npm")
-    assert npm is not None, "npm comes with Node.js"
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--silent",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            str(prefix),
-            f"yaml-language-server@{SERVER_VERSION}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return prefix / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
+    modules = install(f"yaml-language-server@{SERVER_VERSION}", tmp_path_factory.mktemp("yls"))
+    return modules / "yaml-language-server" / "bin" / "yaml-language-server"
 
 
 def test_modeline_brings_schema_diagnostics(server: Path, tmp_path: Path) -> None:
