@@ -1,15 +1,17 @@
-# Two entry points, each creating or reusing .venv: `make demo` and `make test`.
+# Entry points, each creating or reusing .venv: `make demo`, `make test`, `make e2e`.
+# Installs are pinned by constraints.txt so that a new upstream release cannot change CI.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kfg-installed
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test e2e lint bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip==26.3'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,12 +26,23 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check kfg tests benchmarks
 	$(BIN)/mypy
 
+# The unit and integration suite; the end-to-end tier (real tools, whole runs) is `make e2e`.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/e2e
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_speed.py
 	$(BIN)/python benchmarks/render_speed.py
+
+# Re-resolve every dependency to its newest allowed version and pin the result.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' 'kfp-pipeline-spec==2.17.0'
+	{ sed -n '1,3p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^kfg'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis deploy
