@@ -120,9 +120,17 @@ class Cache:
             return None
         return Entry(key, path, result)
 
+    def _create_root(self) -> None:
+        """The cache directory, ignoring itself as pytest's cache does: following the README
+        in a git repository must never commit it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# Created by kfg: the local run cache.\n*\n", encoding="utf-8")
+
     def workspace(self) -> Path:
         """A fresh directory to run a step in; `commit` moves it into the cache."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._create_root()
         scratch = self.root / "tmp"
         scratch.mkdir(exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="step-", dir=scratch))
@@ -136,8 +144,14 @@ class Cache:
         (work / RESULT).write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
         target = self.steps / key[:2] / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # the same step finished twice: keep the first, identical entry
-            shutil.rmtree(work, ignore_errors=True)
+        if target.exists():
+            # A step re-executed on purpose (--no-cache, --from, --only): the fresh result is
+            # the one reported and kept. A directory cannot be renamed over another, so the
+            # old entry is moved aside first; a reader in between sees a miss, never a mix.
+            retired = Path(tempfile.mkdtemp(prefix="retired-", dir=work.parent))
+            os.replace(target, retired / key)
+            os.replace(work, target)
+            shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(work, target)
         entry = self.lookup(key)

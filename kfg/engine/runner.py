@@ -119,6 +119,8 @@ class Engine:
         self.use_cache = use_cache
         self.forced = self._downstream(rerun_from) if rerun_from else set()
         self.only = only
+        if only is not None:
+            self.forced.add(only)  # --only STEP runs STEP, cached or not
         self.listener = listener or (lambda state: None)
         self.states = {s.name: StepState(s.name) for s in pipeline.steps}
         self.children: dict[str, Any] = {}  # step -> its process (Popen or forked)
@@ -267,6 +269,12 @@ class Engine:
                             running[pool.submit(self._execute, name)] = name
                             pending.remove(name)
                     if not running:
+                        if pending:  # nothing runs and nothing can start: never spin
+                            raise EngineError(
+                                "steps "
+                                + ", ".join(f"`{n}`" for n in pending)
+                                + " wait for each other and can never start"
+                            )
                         continue
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:

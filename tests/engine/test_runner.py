@@ -91,8 +91,8 @@ def test_no_cache_from_and_only(tmp_path: Path) -> None:
     assert _executions(counter) == ["double", "load", "square", "total"]
     _run(result, tmp_path, rerun_from="square")
     assert _executions(counter) == ["square", "total"]
-    only = _run(result, tmp_path, only="double", use_cache=False)
-    assert _executions(counter) == ["double"]  # --no-cache applies to the step itself
+    only = _run(result, tmp_path, only="double")
+    assert _executions(counter) == ["double"]  # --only runs the step, cached or not
     assert [s.status for s in only.steps] == ["cached", "done", "skipped", "skipped"]
 
 
@@ -143,3 +143,65 @@ def test_independent_steps_run_at_the_same_time(tmp_path: Path) -> None:
         map(float, (stamps / n).read_text().split()) for n in ("a", "b")
     )
     assert a_start < b_end and b_start < a_end  # the two sleeps overlapped
+
+
+def _random_pipeline(tmp_path: Path) -> object:
+    """One step drawing a fresh random number each time it really executes."""
+    result = make(
+        tmp_path,
+        [("code", "import random\ndraw = random.random()")],
+        [{"name": "draw", "cells": [1]}],
+        metrics=[{"name": "draw", "variable": "draw"}],
+    )
+    assert result.ok, messages(result)
+    return result
+
+
+@pytest.mark.parametrize(
+    "options", [{"use_cache": False}, {"rerun_from": "draw"}, {"only": "draw"}], ids=str
+)
+def test_a_re_executed_step_reports_and_caches_its_fresh_result(
+    tmp_path: Path, options: dict[str, object]
+) -> None:
+    result = _random_pipeline(tmp_path)
+    first = _run(result, tmp_path).metrics["draw"]
+    again = _run(result, tmp_path, **options)
+    assert [s.status for s in again.steps] == ["done"]
+    fresh = again.metrics["draw"]
+    assert fresh != first
+    cached = _run(result, tmp_path)
+    assert [s.status for s in cached.steps] == ["cached"]
+    assert cached.metrics["draw"] == fresh
+
+
+def test_steps_that_can_never_start_end_the_run_instead_of_spinning(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "x = 1"), ("code", "y = x + 1")],
+        [{"name": "a", "cells": [1], "after": ["b"]}, {"name": "b", "cells": [2]}],
+    )
+    engine = Engine(
+        result.pipeline,  # type: ignore[attr-defined]
+        result.flow,  # type: ignore[attr-defined]
+        result.notebook,  # type: ignore[attr-defined]
+        Cache(tmp_path / ".kfg"),
+        jobs=1,
+    )
+    with pytest.raises(EngineError, match="wait for each other"):
+        engine.run()
+
+
+def test_the_cache_ignores_itself_in_git(tmp_path: Path) -> None:
+    import subprocess
+
+    result, _ = _pipeline(tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    _run(result, tmp_path)
+    assert (tmp_path / ".kfg" / "steps").is_dir()
+    untracked = subprocess.run(
+        ["git", "-C", str(tmp_path), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert untracked and ".kfg" not in untracked
