@@ -117,6 +117,7 @@ def command(
     """
     from kfg.config.load import repository_root
     from kfg.engine.cache import Cache
+    from kfg.diagnostics import did_you_mean
     from kfg.engine.runner import Engine, EngineError
     from kfg.launcher.params import ParameterError, parse_override
 
@@ -126,7 +127,10 @@ def command(
     names = [s.name for s in pipeline.steps]
     for option, value in (("--from", rerun_from), ("--only", only)):
         if value is not None and value not in names:
-            usage_error(f"{option}: unknown step `{value}`; steps: {', '.join(names)}")
+            usage_error(
+                f"{option}: unknown step `{value}`{did_you_mean(value, names)}"
+                f" (steps: {', '.join(names)})"
+            )
     if jobs is not None and jobs < 1:
         usage_error("--jobs must be at least 1")
     types = {p.name: p.type_name for p in pipeline.parameters}
