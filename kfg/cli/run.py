@@ -116,8 +116,8 @@ def command(
     invalid, 2 for a usage error, 130 when interrupted.
     """
     from kfg.config.load import repository_root
-    from kfg.engine.cache import Cache
     from kfg.diagnostics import did_you_mean
+    from kfg.engine.cache import Cache
     from kfg.engine.runner import Engine, EngineError
     from kfg.launcher.params import ParameterError, parse_override
 
