@@ -57,6 +57,8 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
+    if not text.isprintable():  # a newline or a control character: show it, on one line
+        text = repr(text)[1:-1]
     return f"`{text[:57]}...`" if len(text) > 60 else f"`{text}`"
 
 
@@ -203,15 +205,26 @@ def _diagnose(error: Any, root: Any) -> Iterator[tuple[Path, bool, str, str]]:
         yield path, False, "invalid-value", error.message
 
 
+def _validator_class() -> Any:
+    """Draft 7 with `pattern` matched as ECMA-262 matches it (see `ecma_pattern`)."""
+    from jsonschema import Draft7Validator, ValidationError, validators
+
+    from kfg.schemacheck import ecma_pattern
+
+    def pattern(validator: Any, rule: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not ecma_pattern(rule).search(instance):
+            yield ValidationError(f"{instance!r} does not match {rule!r}")
+
+    return validators.extend(Draft7Validator, {"pattern": pattern})
+
+
 def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
     """Check `data` against the schema; one diagnostic per problem, placed at its node."""
     from kfg.schemacheck import conforms
 
     if conforms(data, load_schema()):
         return []  # jsonschema is needed only to explain what is wrong
-    from jsonschema import Draft7Validator
-
-    validator = Draft7Validator(load_schema())
+    validator = _validator_class()(load_schema())
     found: dict[tuple[Path, str], Diagnostic] = {}
     for error in validator.iter_errors(data):
         for path, at_key, code, message in _diagnose(error, data):

@@ -24,9 +24,42 @@ class Unsupported(Exception):
     """The schema uses a keyword this checker does not know; ask jsonschema instead."""
 
 
+_ECMA_OUTSIDE_CLASS = {"d": "[0-9]", "D": "[^0-9]", "w": "[A-Za-z0-9_]", "W": "[^A-Za-z0-9_]"}
+_ECMA_INSIDE_CLASS = {"d": "0-9", "w": "A-Za-z0-9_"}
+
+
 @cache
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
+def ecma_pattern(text: str) -> re.Pattern[str]:
+    """A JSON Schema `pattern` compiled with ECMA-262's meaning, as editors apply it.
+
+    Python's `$` also matches before a final newline and its `\\d` and `\\w` match any
+    Unicode digit or letter; ECMA-262's `$` (without the multiline flag) matches only at
+    the end and its `\\d` and `\\w` are ASCII. Without this, `name: "load\\n"` would pass
+    a `^...$` pattern in kfg but fail in an editor and in Kubernetes.
+    """
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            escaped = text[i + 1]
+            table = _ECMA_INSIDE_CLASS if in_class else _ECMA_OUTSIDE_CLASS
+            out.append(table.get(escaped, char + escaped))
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            # `[]` and `[^]` open with a literal `]` in Python, never in ECMA-262.
+            if text[i + 1 : i + 2] == "]" or text[i + 1 : i + 3] == "^]":
+                raise re.error(f"unsupported character class in {text!r}")
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return re.compile("".join(out))
 
 
 def _is_type(value: Any, kind: str) -> bool:
@@ -148,7 +181,7 @@ class Checker:
             if not isinstance(value, str):
                 return True
             if keyword == "pattern":
-                return _pattern(rule).search(value) is not None
+                return ecma_pattern(rule).search(value) is not None
             return bool(len(value) >= rule if keyword == "minLength" else len(value) <= rule)
         if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):

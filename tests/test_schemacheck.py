@@ -8,14 +8,13 @@ from typing import Any
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from jsonschema import Draft7Validator
 
-from kfg.schema import load_schema
-from kfg.schemacheck import conforms
+from kfg.schema import _validator_class, load_schema
+from kfg.schemacheck import conforms, ecma_pattern
 from tests.conftest import EXAMPLES
 
 SCHEMA = load_schema()
-VALIDATOR = Draft7Validator(SCHEMA)
+VALIDATOR = _validator_class()(SCHEMA)
 DOCUMENTS = [yaml.safe_load((EXAMPLES / n / "kale.yaml").read_text()) for n in ("wine", "digits")]
 RICH = {
     "apiVersion": "kfg.dev/v1alpha1",
@@ -105,3 +104,50 @@ def test_valid_documents_pass_without_jsonschema() -> None:
     for document in SEEDS:
         assert VALIDATOR.is_valid(document)
         assert conforms(document, SCHEMA)
+
+
+def _patterns(node: Any) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            found.append(node["pattern"])
+        for value in node.values():
+            found += _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _patterns(value)
+    return sorted(set(found))
+
+
+ANCHORED = [p for p in _patterns(SCHEMA) if p.endswith("$")]
+
+
+def test_every_end_anchored_pattern_refuses_a_trailing_newline() -> None:
+    # ECMA-262 (the regex dialect of JSON Schema and of editors): without the multiline
+    # flag `$` matches only at the end of the input; Python's `$` also before a final "\n".
+    assert len(ANCHORED) >= 10
+    for pattern in ANCHORED:
+        example = {"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "wine", "\\.ipynb$": "a.ipynb"}.get(pattern)
+        if example is not None:
+            assert ecma_pattern(pattern).search(example)
+            assert not ecma_pattern(pattern).search(example + "\n")
+        assert not ecma_pattern(pattern).search("x\n"), pattern
+
+
+def test_digits_and_word_characters_are_ascii_as_in_ecma() -> None:
+    assert ecma_pattern(r"^\d+$").search("123")
+    assert not ecma_pattern(r"^\d+$").search("١٢٣")  # Arabic-Indic digits
+    assert not ecma_pattern(r"^\w+$").search("é")
+    assert ecma_pattern(r"^[\d.]+$").search("1.5")
+    assert ecma_pattern(r"^a\$$").search("a$")
+
+
+def test_a_trailing_newline_fails_both_checks() -> None:
+    for path in (("metadata", "name"), ("spec", "steps", 0, "image")):
+        document = copy.deepcopy(RICH)
+        node: Any = document
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = "name\n"
+        assert not conforms(document, SCHEMA)
+        assert list(VALIDATOR.iter_errors(document))

@@ -474,3 +474,21 @@ def test_unknown_katib_settings_warn(wine: Path) -> None:
     warnings = [d.message for d in result.diagnostics if d.code == "tuning-setting"]
     assert len(warnings) == 1
     assert "`n_startup_trial`; did you mean `n_startup_trials`?" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("  name: wine-quality", '  name: "wine-quality\\n"', 5),
+        ("    - name: load", '    - name: "load\\n"', 17),
+    ],
+    ids=["pipeline-name", "step-name"],
+)
+def test_a_trailing_newline_is_refused_on_its_line(
+    wine: Path, old: str, new: str, line: int
+) -> None:
+    # JSON Schema patterns are ECMA-262: `$` does not match before a final newline.
+    _edit(wine, old, new)
+    errors = [d for d in load_pipeline(wine).diagnostics if d.severity is Severity.ERROR]
+    assert errors and errors[0].line == line
+    assert all("\n" not in d.message for d in errors)
