@@ -21,6 +21,7 @@ from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
 from kfg.config.model import Pipeline, build
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
+from kfg.inputfile import InputFileError, read_bounded
 from kfg.notebook.reader import Notebook, NotebookError, read_notebook
 from kfg.yamlsource import MAX_BYTES, Positions, YamlError, load
 
@@ -93,16 +94,10 @@ def find_config_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 def _read_text(path: Path, findings: Findings) -> str | None:
     try:
-        if path.stat().st_size > MAX_BYTES:
-            findings.error(
-                (),
-                "too-large",
-                f"file larger than {MAX_BYTES // 1024} KiB; kale.yaml files are small",
-            )
-            return None
-        raw = path.read_bytes()
-    except OSError as exc:
-        findings.error((), "unreadable", f"cannot read file: {exc.strerror or exc}")
+        raw = read_bounded(path, MAX_BYTES)
+    except InputFileError as exc:
+        small = "; kale.yaml files are small" if exc.code == "too-large" else ""
+        findings.error((), exc.code, exc.message + small)
         return None
     try:
         return raw.decode("utf-8-sig")
@@ -276,8 +271,8 @@ def config_for_notebook(notebook: Path) -> Path | None:
         if not candidate.is_file() or not is_config_file(candidate):
             continue
         try:
-            data = load(candidate.read_text(encoding="utf-8-sig")).data
-        except (OSError, UnicodeDecodeError, YamlError):
+            data = load(read_bounded(candidate, MAX_BYTES).decode("utf-8-sig")).data
+        except (InputFileError, UnicodeDecodeError, YamlError):
             continue
         spec = data.get("spec") if isinstance(data, dict) else None
         relative = spec.get("notebook") if isinstance(spec, dict) else None

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfg.inputfile import InputFileError, read_bounded
+
 MAX_NOTEBOOK_BYTES = 256 << 20
 CELL_TYPES = ("code", "markdown", "raw")
 
@@ -139,12 +141,9 @@ def parse_notebook(text: str, path: Path) -> Notebook:
 def read_notebook(path: Path) -> Notebook:
     """Read and check a notebook; raise NotebookError with a clear reason otherwise."""
     try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise NotebookError(f"notebook larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NotebookError(f"cannot read notebook: {exc.strerror or exc}") from None
+        data = read_bounded(path, MAX_NOTEBOOK_BYTES)
+    except InputFileError as exc:
+        raise NotebookError(f"cannot read notebook: {exc.message}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
