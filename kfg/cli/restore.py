@@ -124,7 +124,10 @@ def _from_cache(
     from kfg.engine.runner import Engine, EngineError
     from kfg.restore import from_paths
 
-    cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
+    cache = Cache(
+        cache_dir or repository_root(config.parent) / ".kfg",
+        warn=lambda message: typer.echo(message, err=True),
+    )
     try:
         paths = Engine(pipeline, flow, notebook, cache).locate_inputs(step)
     except EngineError as exc:

@@ -141,7 +141,10 @@ def command(
         except ParameterError as exc:
             usage_error(f"--param {exc}")
         values[name] = value
-    cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
+    cache = Cache(
+        cache_dir or repository_root(config.parent) / ".kfg",
+        warn=lambda message: typer.echo(message, err=True),
+    )
 
     progress = _Progress(names)
 

@@ -129,7 +129,10 @@ def command(
     assert pipeline is not None and flow is not None and notebook is not None
     if pipeline.tuning is None:
         fail(f"{result.display} has no spec.tuning")
-    cache = Cache(cache_dir or repository_root(config.parent) / ".kfg")
+    cache = Cache(
+        cache_dir or repository_root(config.parent) / ".kfg",
+        warn=lambda message: typer.echo(message, err=True),
+    )
     try:
         with _Progress() as progress:
             summary = tune(

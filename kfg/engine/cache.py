@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,13 @@ class Entry:
 
 
 class Cache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, warn: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.steps = root / "steps"
+        self.warn = warn or (lambda message: None)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._verified: set[str] = set()
 
     def claim(self, key: str) -> threading.Lock:
         """The lock of one key: concurrent runs (parallel trials) compute a step only once."""
@@ -113,12 +116,52 @@ class Cache:
             return self._locks.setdefault(key, threading.Lock())
 
     def lookup(self, key: str) -> Entry | None:
+        """The entry of `key`, checked against the digests it recorded, or None.
+
+        A damaged entry (an unreadable result, an output missing or changed on disk) is
+        never used: it is set aside under `damaged/`, reported once, and the step runs again.
+        """
         path = self.steps / key[:2] / key
+        if not path.is_dir():
+            return None
         try:
             result = json.loads((path / RESULT).read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            result = None
+        problem = self._damage(path, result) if key not in self._verified else None
+        if problem is not None:
+            self._set_aside(path, key, problem)
             return None
+        assert isinstance(result, dict)
+        self._verified.add(key)
         return Entry(key, path, result)
+
+    @staticmethod
+    def _damage(path: Path, result: Any) -> str | None:
+        if not isinstance(result, dict) or not isinstance(result.get("digests"), dict):
+            return f"its {RESULT} is unreadable"
+        for name, digest in sorted(result["digests"].items()):
+            output = path / OUTPUTS / name
+            try:
+                if file_digest(output) != digest:
+                    return f"output `{name}` changed on disk"
+            except OSError:
+                return f"output `{name}` is missing"
+        return None
+
+    def _set_aside(self, path: Path, key: str, problem: str) -> None:
+        damaged = self.root / "damaged"
+        damaged.mkdir(parents=True, exist_ok=True)
+        target = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=damaged))
+        try:
+            os.replace(path, target / key)
+        except OSError:
+            return  # another run set it aside first and reported it
+        self._verified.discard(key)
+        self.warn(
+            f"kfg: a cached step result was damaged ({problem}); it was moved to"
+            f" {target / key} and the step runs again"
+        )
 
     def _create_root(self) -> None:
         """The cache directory, ignoring itself as pytest's cache does: following the README
@@ -154,6 +197,7 @@ class Cache:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(work, target)
+        self._verified.add(key)  # its digests were computed just now
         entry = self.lookup(key)
         assert entry is not None
         return entry

@@ -205,3 +205,40 @@ def test_the_cache_ignores_itself_in_git(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert untracked and ".kfg" not in untracked
+
+
+def _entry_of(tmp_path: Path, step: str) -> Path:
+    for result in (tmp_path / ".kfg" / "steps").glob("*/*/result.json"):
+        if f'"step": "{step}"' in result.read_text():
+            return result.parent
+    raise AssertionError(f"no entry for {step}")
+
+
+@pytest.mark.parametrize("damage", ["empty-result", "altered-output", "missing-output"])
+def test_a_damaged_entry_is_set_aside_reported_once_and_the_step_reruns(
+    tmp_path: Path, damage: str
+) -> None:
+    result, counter = _pipeline(tmp_path)
+    _run(result, tmp_path)
+    _executions(counter)
+    entry = _entry_of(tmp_path, "load")
+    if damage == "empty-result":
+        (entry / "result.json").write_text("")
+    elif damage == "altered-output":
+        (entry / "outputs" / "numbers").write_bytes(b"not what was cached")
+    else:
+        (entry / "outputs" / "numbers").unlink()
+    warnings: list[str] = []
+    engine = Engine(
+        result.pipeline,  # type: ignore[attr-defined]
+        result.flow,  # type: ignore[attr-defined]
+        result.notebook,  # type: ignore[attr-defined]
+        Cache(tmp_path / ".kfg", warn=warnings.append),
+        jobs=2,
+    )
+    summary = engine.run()
+    assert summary.ok and summary.metrics == {"total": 50.0}
+    assert _executions(counter) == ["load"]  # its readers get identical values: cached
+    assert len(warnings) == 1 and "damaged" in warnings[0]
+    assert len(list((tmp_path / ".kfg" / "damaged").iterdir())) == 1
+    assert [s.status for s in _run(result, tmp_path).steps] == ["cached"] * 4
