@@ -59,10 +59,21 @@ def render_tree(root: Path) -> Side:
 
 def render_revision(repo: Path, revision: str) -> Side:
     """Render the tree of `revision` from a temporary worktree."""
+    # The revision is the user's word: --end-of-options keeps `-f` from being an option,
+    # and the worktree is then added at the commit's id, which never starts with a dash.
+    resolved = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "--end-of-options"]
+        + [f"{revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    commit = resolved.stdout.strip()
+    if resolved.returncode != 0 or not commit:
+        raise DiffError(f"`{revision}` is not a commit of the repository at {repo}")
     with tempfile.TemporaryDirectory(prefix="kfg-base-") as scratch:
         tree = Path(scratch) / "base"
         added = subprocess.run(
-            ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), revision],
+            ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit],
             capture_output=True,
             text=True,
         )

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLES
 
 
@@ -54,8 +56,13 @@ def test_summary_shows_the_graph_and_a_new_pipeline_version(tmp_path: Path) -> N
     assert not list(tmp_path.glob(".git/worktrees/*"))  # the base worktree was removed
 
 
-def test_unknown_base_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("base", ["nope", "-f", "--help", "--orphan=x"])
+def test_unknown_base_is_a_clear_error_and_never_an_option(tmp_path: Path, base: str) -> None:
     _git(tmp_path, "init", "-q")
-    result = diff(tmp_path, "nope")
-    assert result.returncode == 1
-    assert "cannot check out `nope`" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "x").write_text("x")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "base")
+    result = diff(tmp_path, base)
+    assert result.returncode == 1, result.stdout
+    assert f"`{base}` is not a commit" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / ".git" / "worktrees").exists()
