@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg.diagnostics import Diagnostic, Severity
+from kfg.yamlsource import YamlError, check_limits
 
 RESOURCE_LIST = ("config.kubernetes.io/v1", "ResourceList")
 PATH = "internal.config.kubernetes.io/path"
@@ -28,6 +29,10 @@ LEGACY_INDEX = "config.kubernetes.io/index"
 SOURCE = "kfg.dev/source"
 RENDERED_DIR = "rendered"
 # Package files that are not Kubernetes objects, or that kpt keeps in the package itself.
+# A ResourceList carries a whole kpt package, rendered pipelines included, so it may be far
+# larger than one kale.yaml; these bounds keep a hostile stdin from costing minutes.
+MAX_INPUT_BYTES = 8 << 20
+MAX_INPUT_NODES = 1_000_000
 SKIPPED_FILES = ("Kptfile", "kustomization.yaml", ".krmignore", "pipeline.ir.yaml")
 
 
@@ -112,10 +117,16 @@ def process(text: str, workdir: Path) -> tuple[str, int]:
 
     handler = _yaml()
     results: list[dict[str, Any]] = []
+    resources: Any = None
     try:
+        if len(text) > MAX_INPUT_BYTES:
+            raise YamlError(f"larger than {MAX_INPUT_BYTES >> 20} MiB")
+        check_limits(text, max_nodes=MAX_INPUT_NODES)
         resources = handler.load(text)
+    except YamlError as exc:
+        where = f" (line {exc.pos.line})" if exc.pos else ""
+        results.append(_result(f"stdin is refused: {exc.message}{where}"))
     except Exception as exc:  # ruamel's errors have no common base worth naming
-        resources = None
         results.append(_result(f"stdin is not YAML: {exc}"))
     if (
         not isinstance(resources, dict)

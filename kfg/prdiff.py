@@ -61,9 +61,9 @@ def render_revision(repo: Path, revision: str) -> Side:
     """Render the tree of `revision` from a temporary worktree."""
     # The revision is the user's word: --end-of-options keeps `-f` from being an option,
     # and the worktree is then added at the commit's id, which never starts with a dash.
+    spec = f"{revision}^{{commit}}"
     resolved = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "--end-of-options"]
-        + [f"{revision}^{{commit}}"],
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "--end-of-options", spec],
         capture_output=True,
         text=True,
     )

@@ -281,6 +281,34 @@ def _events(text: str) -> Iterator[yaml.Event]:
         loader.dispose()
 
 
+def check_limits(text: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
+    """Refuse a stream nested deeper or holding more nodes than allowed, before another YAML
+    library (ruamel's recursive composer, for a KRM ResourceList) builds it; libyaml's event
+    scan is fast and needs no recursion. Aliases count once: they are not expanded here."""
+    depth = nodes = 0
+    try:
+        for event in _events(text):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > max_depth:
+                    raise YamlError(
+                        f"document nested deeper than {max_depth} levels", _pos(event.start_mark)
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                continue
+            nodes += 1
+            if nodes > max_nodes:
+                raise YamlError(f"more than {max_nodes} YAML nodes", _pos(event.start_mark))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _pos(mark) if mark else None
+        raise YamlError(f"invalid YAML: {exc.problem or exc.context}", where) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}") from None
+
+
 def load(text: str) -> Document:
     """Build the single document in `text`; raise YamlError for anything kfg will not read."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:

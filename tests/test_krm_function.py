@@ -88,3 +88,20 @@ def test_config_map_function_config_and_bad_input(tmp_path: Path) -> None:
     bad = run(example, "not: a resource list\n")
     assert bad.returncode == 1
     assert "must be a config.kubernetes.io/v1 ResourceList" in bad.stdout
+
+
+@pytest.mark.parametrize(
+    ("stdin", "reason"),
+    [
+        ("a: " + "x" * (9 << 20), "larger than 8 MiB"),
+        ("[" * 100 + "]" * 100, "nested deeper than 64"),
+        ("- 1\n" * 1_000_001, "more than 1000000 YAML nodes"),
+    ],
+    ids=["huge", "deep", "many-nodes"],
+)
+def test_a_hostile_resource_list_is_refused_quickly(stdin: str, reason: str) -> None:
+    result = run(EXAMPLES / "tiny", stdin)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    output = yaml.safe_load(result.stdout)
+    assert reason in output["results"][0]["message"]

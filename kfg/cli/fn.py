@@ -22,9 +22,11 @@ def render() -> None:
 
     Exit status: 0 rendered, 1 when any NotebookPipeline is invalid (see `results`).
     """
-    from kfg.krm import process
+    from kfg.krm import MAX_INPUT_BYTES, process
 
-    output, code = process(sys.stdin.read(), Path.cwd())
+    # One byte past the limit is enough to refuse; the rest of a huge stdin is never read.
+    data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    output, code = process(data.decode("utf-8", errors="replace"), Path.cwd())
     sys.stdout.write(output)
     sys.stdout.flush()
     if code:
