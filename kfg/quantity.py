@@ -31,9 +31,20 @@ def parse_quantity(value: str | int | float) -> Decimal | None:
     suffix = match.group("suffix") or ""
     if suffix in _BINARY:
         return number * (Decimal(1024) ** _BINARY[suffix])
-    if suffix[:1] in ("e", "E"):
+    if len(suffix) > 1 and suffix[0] in "eE":  # an exponent; a lone `E` is exa
         return number * (Decimal(10) ** int(suffix[1:]))
     return number * (Decimal(10) ** _DECIMAL[suffix])
+
+
+# Kubernetes keeps a quantity's value in an int64 (resource.Quantity's Value and MilliValue):
+# CPU is scheduled in millicores and memory in bytes, so larger amounts cannot be honoured.
+INT64_MAX = (1 << 63) - 1
+
+
+def too_large(kind: str, amount: Decimal) -> bool:
+    """Whether `amount` of cpu (cores) or of bytes is beyond what Kubernetes can hold."""
+    units = amount * 1000 if kind == "cpu" else amount
+    return units > INT64_MAX
 
 
 def parse_duration(value: str | int) -> float | None:

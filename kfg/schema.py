@@ -9,6 +9,7 @@ and the likely fix.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -205,6 +206,17 @@ def _diagnose(error: Any, root: Any) -> Iterator[tuple[Path, bool, str, str]]:
         yield path, False, "invalid-value", error.message
 
 
+def _non_finite(data: Any, path: Path) -> Iterator[tuple[Path, float]]:
+    if isinstance(data, float) and not math.isfinite(data):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _non_finite(value, (*path, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _non_finite(value, (*path, index))
+
+
 def _validator_class() -> Any:
     """Draft 7 with `pattern` matched as ECMA-262 matches it (see `ecma_pattern`)."""
     from jsonschema import Draft7Validator, ValidationError, validators
@@ -222,6 +234,20 @@ def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
     """Check `data` against the schema; one diagnostic per problem, placed at its node."""
     from kfg.schemacheck import conforms
 
+    infinite = [
+        Diagnostic(
+            Severity.ERROR,
+            "invalid-value",
+            f"{show(value)} is not a number JSON can hold; write a finite number",
+            file,
+            positions.of(path).line,
+            positions.of(path).column,
+            field_name(path),
+        )
+        for path, value in _non_finite(data, ())
+    ]
+    if infinite:
+        return infinite  # YAML's .nan and .inf have no JSON form: the schema cannot judge them
     if conforms(data, load_schema()):
         return []  # jsonschema is needed only to explain what is wrong
     validator = _validator_class()(load_schema())

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.quantity import kfp_cpu, kfp_memory, parse_duration, parse_quantity
+from kfg.quantity import INT64_MAX, kfp_cpu, kfp_memory, parse_duration, parse_quantity, too_large
 
 # kfp's own checks (kfp/dsl/pipeline_task.py), which kfg's output must pass.
 KFP_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?$")
@@ -24,6 +24,8 @@ KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki){0,1}$")
         ("1e3", Decimal(1000)),
         ("512M", Decimal(512_000_000)),
         (".5", Decimal("0.5")),
+        ("9E", Decimal(9 * 10**18)),  # exa, not an exponent without digits
+        ("1e-3", Decimal("0.001")),
     ],
 )
 def test_parse_quantity(text: str, value: Decimal) -> None:
@@ -81,3 +83,20 @@ def test_parse_duration(text: str | int, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["", "1 h", "h", "10x", "1h 30m"])
 def test_parse_duration_rejects(text: str) -> None:
     assert parse_duration(text) is None
+
+
+# kubernetes/apimachinery pkg/api/resource/quantity.go: the grammar of a quantity.
+QUANTITY_TEXT = r"\A\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3}|[KMGTPE]i|[numkMGTPE])?\Z"
+
+
+@given(st.from_regex(QUANTITY_TEXT))
+def test_every_quantity_the_grammar_allows_parses(text: str) -> None:
+    amount = parse_quantity(text)
+    assert amount is not None and amount >= 0
+
+
+def test_amounts_beyond_int64_are_too_large() -> None:
+    assert not too_large("memory", Decimal(INT64_MAX))
+    assert too_large("memory", Decimal(INT64_MAX + 1))
+    assert not too_large("cpu", Decimal(INT64_MAX // 1000))
+    assert too_large("cpu", Decimal(INT64_MAX) / 1000 + 1)

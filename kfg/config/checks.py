@@ -19,7 +19,7 @@ from kfg.config.findings import Findings
 from kfg.diagnostics import did_you_mean
 from kfg.names import ARTIFACT_PREFIXES
 from kfg.notebook.reader import Notebook
-from kfg.quantity import parse_duration, parse_quantity
+from kfg.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
 
 MEBIBYTE = 1 << 20
 # `name==1.2.3` or `name[extra]==1.2.3`: a PEP 508 pin with nothing else to parse.
@@ -261,6 +261,15 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
                     "request-above-limit",
                     f"{kind} request {request} is more than its limit {limit}",
                 )
+            for written, amount in ((request, req_q), (limit, lim_q)):
+                if amount is not None and too_large(kind, amount):
+                    unit = "millicores" if kind == "cpu" else "bytes"
+                    findings.error(
+                        path,
+                        "invalid-value",
+                        f"{kind} {written} is more than Kubernetes can hold (at most"
+                        f" {INT64_MAX} {unit})",
+                    )
             for amount in (req_q, lim_q):
                 if kind == "memory" and amount is not None and 0 < amount < MEBIBYTE:
                     findings.warning(

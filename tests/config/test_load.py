@@ -492,3 +492,25 @@ def test_a_trailing_newline_is_refused_on_its_line(
     errors = [d for d in load_pipeline(wine).diagnostics if d.severity is Severity.ERROR]
     assert errors and errors[0].line == line
     assert all("\n" not in d.message for d in errors)
+
+
+@pytest.mark.parametrize(
+    ("resources", "error"),
+    [
+        ('{cpu: "2", memory: 9E}', None),
+        ('{cpu: "2", memory: 1e100}', "memory 1e+100 is more than Kubernetes can hold"),
+        ("{cpu: 1e100, memory: 2Gi}", "cpu 1e+100 is more than Kubernetes can hold"),
+        ("{cpu: .nan, memory: 2Gi}", "`nan` is not a number JSON can hold"),
+        ('{cpu: "2", memory: .inf}', "`inf` is not a number JSON can hold"),
+    ],
+)
+def test_quantities_kubernetes_cannot_hold_are_refused(
+    wine: Path, resources: str, error: str | None
+) -> None:
+    _edit(wine, '{cpu: "2", memory: 2Gi}', resources)
+    found = _found(wine)
+    if error is None:
+        assert found == []
+    else:
+        assert [(line, code) for line, _, code, _ in found] == [(27, "invalid-value")]
+        assert error in found[0][3]
