@@ -151,3 +151,23 @@ def test_a_trailing_newline_fails_both_checks() -> None:
         node[path[-1]] = "name\n"
         assert not conforms(document, SCHEMA)
         assert list(VALIDATOR.iter_errors(document))
+
+
+IMAGE = {"$ref": "#/definitions/image", "definitions": SCHEMA["definitions"]}
+
+
+def test_image_references_follow_the_distribution_grammar() -> None:
+    # distribution/reference reference/regexp.go: [domain[:port]/]path[:tag][@digest], the
+    # path lowercase; Kubernetes and every registry refuse anything else.
+    good = [
+        "python:3.11-slim",
+        "ghcr.io/acme/train:1.4",
+        "localhost:5000/a/b@sha256:" + "a" * 64,
+        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    ]
+    bad = ["Python:3.11", "python 3", "python:", "a//b", ":tag", "python:3.11\n", "x" * 256]
+    for text in good:
+        assert conforms(text, IMAGE), text
+    for text in bad:
+        assert not conforms(text, IMAGE), text
+        assert list(_validator_class()(IMAGE).iter_errors(text)), text

@@ -9,6 +9,7 @@ metadata and (from 4.5) an id.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from kfg.inputfile import InputFileError, read_bounded
 
 MAX_NOTEBOOK_BYTES = 256 << 20
 CELL_TYPES = ("code", "markdown", "raw")
+# jupyter/nbformat v4/nbformat.v4.5.schema.json: definitions.cell_id.
+CELL_ID = re.compile(r"\A[a-zA-Z0-9-_]{1,64}\Z")
 
 
 class NotebookError(Exception):
@@ -98,10 +101,13 @@ def parse_notebook(text: str, path: Path) -> Notebook:
             f"nbformat {version} notebooks are not supported; convert it with"
             " `jupyter nbconvert --to notebook --inplace`"
         )
+    if version > 4:
+        raise NotebookError(f"nbformat {version} notebooks are not supported; kfg reads nbformat 4")
     cells_raw = raw.get("cells")
     if not isinstance(cells_raw, list):
         raise NotebookError("not a notebook: `cells` must be a list")
     cells = []
+    seen_ids: dict[str, int] = {}
     for index, item in enumerate(cells_raw, start=1):
         where = f"cell {index}"
         if not isinstance(item, dict):
@@ -116,8 +122,17 @@ def parse_notebook(text: str, path: Path) -> Notebook:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise NotebookError(f"{where}: `metadata.tags` must be a list of strings")
         cell_id = item.get("id")
-        if cell_id is not None and not isinstance(cell_id, str):
-            raise NotebookError(f"{where}: `id` must be a string")
+        if cell_id is not None:
+            if not isinstance(cell_id, str) or not CELL_ID.match(cell_id):
+                raise NotebookError(
+                    f"{where}: `id` must be 1 to 64 letters, digits, `-` or `_` (nbformat 4.5)"
+                )
+            if cell_id in seen_ids:
+                raise NotebookError(
+                    f"{where}: id `{cell_id}` is also the id of cell {seen_ids[cell_id]};"
+                    " cell ids must be unique (nbformat 4.5)"
+                )
+            seen_ids[cell_id] = index
         cells.append(
             Cell(
                 index,

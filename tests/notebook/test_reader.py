@@ -46,6 +46,16 @@ def test_agrees_with_nbformat_on_the_examples() -> None:
             "tags",
         ),
         ("[" * 100_000, "nested too deeply"),
+        ('{"cells": [], "nbformat": 99}', "nbformat 99 notebooks are not supported"),
+        (
+            '{"cells": [{"cell_type": "code", "source": "", "id": "a"},'
+            ' {"cell_type": "code", "source": "", "id": "a"}], "nbformat": 4}',
+            "cell 2: id `a` is also the id of cell 1",
+        ),
+        (
+            '{"cells": [{"cell_type": "code", "source": "", "id": "a b"}], "nbformat": 4}',
+            "cell 1: `id` must be 1 to 64",
+        ),
     ],
 )
 def test_malformed_notebooks(text: str, message: str) -> None:
