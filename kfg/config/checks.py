@@ -19,14 +19,11 @@ from kfg.config.findings import Findings
 from kfg.diagnostics import did_you_mean
 from kfg.names import ARTIFACT_PREFIXES
 from kfg.notebook.reader import Notebook
+from kfg.pep508 import RequirementError
+from kfg.pep508 import normalize as normalize_requirement
 from kfg.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
 
 MEBIBYTE = 1 << 20
-# `name==1.2.3` or `name[extra]==1.2.3`: a PEP 508 pin with nothing else to parse.
-_PINNED = re.compile(
-    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
-    r"==[0-9][A-Za-z0-9.+!_-]*$"
-)
 
 
 def check_steps(spec: dict[str, Any], findings: Findings, cellmap: CellMap | None) -> None:
@@ -358,25 +355,17 @@ def check_packages(spec: dict[str, Any], findings: Findings) -> None:
         return
     for path, packages in lists:
         for j, text in enumerate(packages):
-            if _PINNED.match(text):
-                continue  # the common case; spares the 50 ms import of packaging's parser
-            from packaging.requirements import InvalidRequirement, Requirement
-
             try:
-                requirement = Requirement(text)
-            except InvalidRequirement as exc:
-                findings.error(
-                    (*path, j), "bad-package", f"`{text}` is not a pip requirement: {exc}"
-                )
+                normalized, pinned = normalize_requirement(text)
+            except RequirementError as exc:
+                findings.error((*path, j), "bad-package", str(exc))
                 continue
-            pinned = requirement.url is not None or any(
-                s.operator in ("==", "===") and "*" not in s.version for s in requirement.specifier
-            )
             if not pinned:
+                name = re.split(r"[\s\[<>=!~;@(]", normalized, maxsplit=1)[0]
                 findings.warning(
                     (*path, j),
                     "unpinned-package",
-                    f"`{text}` is not pinned; pin it (`{requirement.name}==<version>`) so the"
+                    f"`{text}` is not pinned; pin it (`{name}==<version>`) so the"
                     " step's image, cache key and results stay reproducible",
                 )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from kfg.analysis.parameters import Parameter
 from kfg.config.cellmap import PARAMETERS, PRELUDE, SKIP, CellMap, step_role
+from kfg.pep508 import normalize
 from kfg.quantity import parse_duration
 
 DEFAULT_IMAGE = "python:3.11-slim"
@@ -215,7 +216,8 @@ def _step(raw: dict[str, Any], spec: dict[str, Any], cellmap: CellMap, volumes: 
         cells=tuple(cellmap.sections.get(step_role(raw["name"]), [])),
         after=tuple(raw.get("after", [])),
         image=raw.get("image", spec.get("image", DEFAULT_IMAGE)),
-        packages=tuple(raw.get("packages", spec.get("packages", []))),
+        # Checked already; the normalised form is what may reach kfp's install line.
+        packages=tuple(normalize(p)[0] for p in raw.get("packages", spec.get("packages", []))),
         runtime=raw.get("runtime", spec.get("runtime", DEFAULT_RUNTIME)),
         resources=_resources(raw.get("resources", {})),
         node_selector=dict(raw.get("nodeSelector", {})),
