@@ -9,10 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md constraints.txt /src/
 COPY schemas /src/schemas
 COPY kfg /src/kfg
-RUN pip install /src && rm -rf /src \
+RUN pip install -c /src/constraints.txt /src && rm -rf /src \
     && useradd --uid 1000 --user-group --no-create-home --home-dir /tmp kfg
 
 USER 1000:1000

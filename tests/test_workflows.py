@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.npm import NODE, install
@@ -80,3 +82,30 @@ def test_committed_example_output_is_current() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def _images_named(text: str) -> set[str]:
+    return set(re.findall(r"ghcr\.io/kfg-dev/[a-z0-9./-]+", text))
+
+
+def test_every_default_image_is_built_by_the_release_workflow_at_kfgs_version() -> None:
+    import tomllib
+
+    from kfg import __version__
+    from kfg.config.model import DEFAULT_LAUNCHER_IMAGE
+
+    release = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    built = {entry["image"] for entry in release["jobs"]["images"]["strategy"]["matrix"]["include"]}
+    named = {DEFAULT_LAUNCHER_IMAGE}
+    for path in [*REPO.glob("blueprints/**/*.yaml"), *REPO.glob("functions/**/*.yaml")]:
+        named |= {i.split(":")[0] for i in _images_named(path.read_text())}
+    assert named and named <= built
+    for path in [*REPO.glob("blueprints/**/*.yaml"), REPO / "functions" / "render" / "README.md"]:
+        for reference in re.findall(r"ghcr\.io/kfg-dev/[a-z0-9./-]+:[\w.-]+", path.read_text()):
+            assert reference.endswith(f":{__version__}"), (path, reference)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "kfg-pipelines"  # `kfg` on PyPI is an unrelated project
+    assert project["version"] == __version__
+    reusable = yaml.safe_load((REPO / ".github" / "workflows" / "kfg-pr.yml").read_text())
+    default = reusable[True]["workflow_call"]["inputs"]["kfg-package"]["default"]
+    assert default == f"kfg-pipelines=={__version__}"
