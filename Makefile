@@ -9,9 +9,11 @@ CONSTRAINTS ?= constraints.txt
 .PHONY: demo test e2e lint bench lock clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo "make: creating $(VENV) and installing kfg with its pinned dependencies (a minute or two the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade 'pip==26.3'
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[dev]' | grep -E '^(Collecting|Successfully)' || true
+	$(BIN)/kfg --version
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,6 +22,9 @@ demo: $(STAMP)
 	$(BIN)/kfg graph examples/wine/kale.yaml
 	$(BIN)/kfg render examples -o deploy
 	$(BIN)/kubectl kustomize deploy > /dev/null && echo "kubectl kustomize deploy: ok"
+	$(BIN)/kfg run examples/wine/kale.yaml
+	$(BIN)/kfg run examples/wine/kale.yaml -p n_estimators=50
+	$(BIN)/kfg tune examples/digits/kale.yaml --trials 4
 
 lint: $(STAMP)
 	$(BIN)/ruff check kfg tests benchmarks
