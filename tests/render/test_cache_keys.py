@@ -2,14 +2,14 @@
 
 The model below follows kubeflow/pipelines at tag 2.17.0:
 
-- backend/src/v2/cacheutils/cache.go, GenerateCacheKey (lines 173-228): the key holds the
+- backend/src/v2/cacheutils/cache.go, GenerateCacheKey (lines 173-229): the key holds the
   input artifacts' names, the input parameters' values, the output artifacts' names, types
   and metadata (URIs wiped), the output parameters' types, and the container's image,
   command plus arguments and the names of the claims it mounts; GenerateFingerPrint
-  (lines 153-171) hashes its JSON.
-- backend/src/v2/driver/cache.go, getFingerPrint (lines 83-116): command and arguments as
+  (lines 151-171) hashes its JSON.
+- backend/src/v2/driver/cache.go, getFingerPrint (lines 83-117): command and arguments as
   written in the IR (placeholders unresolved), claim names deduplicated and sorted.
-- backend/src/v2/driver/container.go (lines 149-176): the claim names are the *resolved*
+- backend/src/v2/driver/container.go (lines 149-179): the claim names are the *resolved*
   ones (makeVolumeMountPatch in k8s.go names each pod volume after its claim), including
   names produced by an upstream task's output parameter.
 - backend/src/v2/driver/resolve.go, resolveInputParameter: parameter values as resolved
