@@ -161,7 +161,7 @@ def process(text: str, workdir: Path) -> tuple[str, int]:
         replaced.add(item.source)
         base = Path(package_path).parent / RENDERED_DIR / loaded.pipeline.name
         for name, content in sorted(item.package.files.items()):
-            if name in SKIPPED_FILES:
+            if Path(name).name in SKIPPED_FILES:  # the package's and each stage's
                 continue
             for index, obj in enumerate(d for d in handler.load_all(content) if d):
                 annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})

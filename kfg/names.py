@@ -69,6 +69,24 @@ def snapshot_name(claim: str, version: str) -> str:
     return f"{claim}-{version}"[:253].rstrip("-.")
 
 
-def restored_claim(volume: str, run_placeholder: str) -> str:
-    """The claim a run restores a snapshot into: unique per run, known before it starts."""
-    return f"kfg-{volume}-{run_placeholder}"
+# A KFP run id is a UUID: 36 characters.
+RUN_ID_LENGTH = 36
+
+
+def shared_claim(volume: str, digest: str) -> str:
+    """The claim that every run reading one data version of `volume` restores and shares.
+
+    The KFP 2.17.0 driver names the pod's volume after the claim
+    (backend/src/v2/driver/k8s.go, makeVolumeMountPatch), so it must be a DNS-1123 label.
+    """
+    return versioned(f"kfg-{volume}", digest)
+
+
+def run_claim_prefix(volume: str) -> str:
+    """The claim one run restores for itself is this, `-`, then the run's id (a label)."""
+    return dns_label(f"kfg-{volume}", max_length=DNS_LABEL_MAX - RUN_ID_LENGTH - 1)
+
+
+def run_snapshot_prefix(claim: str, step: str) -> str:
+    """The VolumeSnapshot taken after `step` is this, `-`, then the run's id (a subdomain)."""
+    return f"{claim}-{step}"[: 253 - RUN_ID_LENGTH - 1].rstrip("-.")

@@ -45,10 +45,14 @@ def test_rendered_items_are_placed_and_valid() -> None:
     output = yaml.safe_load(run(example, (example / "input.yaml").read_text()).stdout)
     kinds = [item["kind"] for item in output["items"]]
     assert kinds == ["NotebookPipeline", "ConfigMap", "Pipeline", "PipelineVersion"]
+    where = {"Pipeline": "pipeline/pipeline.yaml", "PipelineVersion": "release/version.yaml"}
     for item in output["items"][2:]:
         annotations = item["metadata"]["annotations"]
-        assert annotations["internal.config.kubernetes.io/path"] == "rendered/tiny/pipeline.yaml"
+        path = f"rendered/tiny/{where[item['kind']]}"
+        assert annotations["internal.config.kubernetes.io/path"] == path
         crds.validate(item)
+    # The stages' kustomizations are package files kpt keeps to itself, as the top one.
+    assert not [i for i in output["items"] if i["kind"] == "Kustomization"]
     assert "results" not in output
 
 

@@ -104,7 +104,10 @@ def command(
         target = output or Path("deploy") / rendered[0].pipeline.name
     else:
         label = ", ".join(sorted(relative_to_root(t, repo) for t in targets))
-        package = aggregate(rendered, label)
+        try:
+            package = aggregate(rendered, label)
+        except ValueError as exc:
+            fail(str(exc))
         target = output or Path("deploy")
 
     if check:

@@ -3,6 +3,21 @@
 Rendering is a pure function of the committed files: it reads the kale.yaml and the
 notebook, never the cluster, the clock or the machine, so the same commit renders to the
 same bytes everywhere (which is what lets `kfg render --check` guard pull requests).
+
+Every package is split in two stages, each a kustomization of its own, and a top-level
+kustomization including both:
+
+- `pipeline/`: the Pipeline and the data snapshots, which everything else refers to;
+- `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job).
+
+KFP's PipelineVersion webhook refuses a version whose Pipeline does not exist yet
+(kubeflow/pipelines 2.17.0 backend/src/apiserver/webhook/pipelineversion_webhook.go), and
+Flux's kustomize-controller dry-runs every namespaced object of one Kustomization before it
+applies any (fluxcd/pkg ssa ApplyAllStaged/ApplyAll), so one Kustomization holding both
+never applies anything. Flux syncs the two directories as two Kustomizations joined by
+`dependsOn`; Argo CD and `kubectl apply -k` take the top level, where sync waves order them.
+An aggregate package repeats the split over all its pipelines (`pipeline/` and `release/`
+at its root include each pipeline's), so the same two paths serve both layouts.
 """
 
 from __future__ import annotations
@@ -27,12 +42,18 @@ from kfg.render.package import (
 )
 from kfg.render.yamlout import dump_all, sorted_keys
 
-PIPELINE_FILE = "pipeline.yaml"
+# The two stages (see the module docstring); a pipeline may not take either name in an
+# aggregate package, whose root holds both.
+PIPELINE_STAGE = "pipeline"
+RELEASE_STAGE = "release"
+STAGES = (PIPELINE_STAGE, RELEASE_STAGE)
+PIPELINE_FILE = f"{PIPELINE_STAGE}/pipeline.yaml"
+SNAPSHOTS_FILE = f"{PIPELINE_STAGE}/snapshots.yaml"
+VERSION_FILE = f"{RELEASE_STAGE}/version.yaml"
+LAUNCHER_FILE = f"{RELEASE_STAGE}/launcher.yaml"
+EXPERIMENT_FILE = f"{RELEASE_STAGE}/experiment.yaml"
+RUN_FILE = f"{RELEASE_STAGE}/run.yaml"
 IR_FILE = "pipeline.ir.yaml"
-EXPERIMENT_FILE = "experiment.yaml"
-LAUNCHER_FILE = "launcher.yaml"
-RUN_FILE = "run.yaml"
-SNAPSHOTS_FILE = "snapshots.yaml"
 PIPELINE_LABEL = "kfg.dev/pipeline"
 # Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
 PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
@@ -107,35 +128,40 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     objects = _objects(compiled.manifests, pipeline, source, notebook_path)
     top = header(source)
     package = Package()
-    package.add(PIPELINE_FILE, dump_all(objects, top))
-    resources = [PIPELINE_FILE]
+    stages: dict[str, list[str]] = {PIPELINE_STAGE: [], RELEASE_STAGE: []}
+
+    def add(path: str, documents: list[dict[str, Any]]) -> None:
+        stage, name = path.split("/")
+        package.add(path, dump_all(documents, top))
+        stages[stage].append(name)
+
     labels = {**gitops.MANAGED_BY, PIPELINE_LABEL: pipeline.name}
     data = snapshots.volume_snapshots(pipeline, labels)
     if data:
-        package.add(SNAPSHOTS_FILE, dump_all(data, top))
-        resources.insert(0, SNAPSHOTS_FILE)
-        objects[:0] = data
+        add(SNAPSHOTS_FILE, data)
+    add(PIPELINE_FILE, [o for o in objects if o["kind"] == "Pipeline"])
+    add(VERSION_FILE, [o for o in objects if o["kind"] != "Pipeline"])
+    objects[:0] = data
     if pipeline.tuning is not None or pipeline.launcher.run_on_sync:
         access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
-        package.add(LAUNCHER_FILE, dump_all(access, top))
-        resources.append(LAUNCHER_FILE)
+        add(LAUNCHER_FILE, access)
         objects += access
     if pipeline.tuning is not None:
         tuning = katib.experiment(pipeline, compiled.version, labels)
-        package.add(EXPERIMENT_FILE, dump_all([tuning], top))
-        resources.append(EXPERIMENT_FILE)
+        add(EXPERIMENT_FILE, [tuning])
         objects.append(tuning)
     if pipeline.launcher.run_on_sync:
         job = launcher.run_job(pipeline, compiled.version, labels)
-        package.add(RUN_FILE, dump_all([job], top))
-        resources.append(RUN_FILE)
+        add(RUN_FILE, [job])
         objects.append(job)
+    for stage, files in stages.items():
+        package.add(f"{stage}/{KUSTOMIZATION}", kustomization(files, source))
     ir_note = (
         "# The same pipeline as Kubeflow's IR, for installations that upload pipelines"
         f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"
     )
     package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
-    package.add(KUSTOMIZATION, kustomization(resources, source))
+    package.add(KUSTOMIZATION, kustomization(list(STAGES), source))
     package.add(
         KPTFILE,
         kptfile(
@@ -153,9 +179,17 @@ def aggregate(rendered: list[Rendered], label: str) -> Package:
     package = Package()
     names = []
     for item in sorted(rendered, key=lambda r: r.pipeline.name):
+        if item.pipeline.name in STAGES:
+            raise ValueError(
+                f"{item.source}: a pipeline named `{item.pipeline.name}` cannot share a"
+                f" package with others: its root holds the stages {' and '.join(STAGES)}"
+            )
         package.nest(item.pipeline.name, item.package)
         names.append(item.pipeline.name)
     package.add(KUSTOMIZATION, kustomization(names, label))
+    for stage in STAGES:
+        stage_resources = [f"../{name}/{stage}" for name in names]
+        package.add(f"{stage}/{KUSTOMIZATION}", kustomization(stage_resources, label))
     description = f"Kubeflow pipelines rendered from {label}"
     package.add(KPTFILE, kptfile("kfg-pipelines", description, label))
     return package

@@ -99,6 +99,11 @@ def _configure(task: Any, step: Step, pipeline: Pipeline) -> None:
     task.platform_config["kubernetes"] = kubernetes_config(step, pipeline)
 
 
+def _first_user(pipeline: Pipeline, volume: str) -> Step:
+    """The first step mounting `volume`: its image runs the task restoring the volume."""
+    return next(s for s in pipeline.steps if volume in s.volumes)
+
+
 def _pipeline_function(
     pipeline: Pipeline, flow: Flow, components: dict[str, Any]
 ) -> Callable[..., None]:
@@ -107,7 +112,10 @@ def _pipeline_function(
     def body(*args: Any) -> None:
         values = dict(zip(names, args, strict=True))
         tasks: dict[str, Any] = {}
-        restored = {v.name: (v, snapshots.restore(v)) for v in snapshots.snapshotted(pipeline)}
+        restored = {
+            v.name: (v, snapshots.restore(v, _first_user(pipeline, v.name).image))
+            for v in snapshots.snapshotted(pipeline)
+        }
         for step in pipeline.steps:
             here = flow.step(step.name)
             arguments = {p: values[p] for p in here.parameters}
@@ -132,7 +140,7 @@ def _pipeline_function(
             tasks[step.name] = task
         for volume, _ in restored.values():
             users = [tasks[s.name] for s in pipeline.steps if volume.name in s.volumes]
-            snapshots.release(volume, users)
+            snapshots.release(volume, _first_user(pipeline, volume.name).image, users)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [

@@ -39,7 +39,7 @@ def kubernetes_config(step: Step, pipeline: Pipeline) -> dict[str, Any]:
             for name, keys in sorted(by_secret.items())
         ]
     volumes = {v.name: v for v in pipeline.volumes}
-    # Snapshotted volumes are mounted from the claim each run restores (see kfp_build).
+    # Snapshotted volumes are mounted from the claim restored from the snapshot (snapshots.py).
     mounts = [volumes[name] for name in step.volumes if volumes[name].snapshot is None]
     if mounts:
         config["pvcMount"] = [

@@ -1,10 +1,24 @@
-"""Versioned input data: CSI VolumeSnapshots, and the claim every run restores from one.
+"""Versioned input data: CSI VolumeSnapshots, and the claims runs restore from them.
 
 A volume with `snapshot: {version: V}` gets a VolumeSnapshot `<claim>-<V>` (kept from
-pruning, synced first). Each run restores it into a claim of its own (named after the
-run, caching off, so two runs never share one), the steps that use the volume mount that
-claim, and a final task deletes it even when a step failed. Every run and every trial
-therefore reads exactly the bytes of that data version.
+pruning, synced first). A task at the start of each run restores it into a claim that the
+steps using the volume mount, so every run and every trial reads exactly the bytes of that
+data version. Which claim depends on whether steps may write to it:
+
+- `readOnly: true`: one claim per data version (its name is a hash of the snapshot and the
+  claim's settings), created by the first run and reused by the next. KFP's cache key holds
+  the names of the claims a step mounts (kubeflow/pipelines 2.17.0
+  backend/src/v2/cacheutils/cache.go, GenerateCacheKey, PvcNames, fed the resolved names by
+  backend/src/v2/driver/container.go), so a constant name keeps steps that read the data
+  cache hits from run to run, and from trial to trial.
+- writable: a claim of the run's own, `kfg-<volume>-<run id>`, deleted by a final task even
+  when a step failed. Runs cannot see each other's writes, at a price: the steps mounting
+  it, and every step after them, run again in every run.
+
+Names that carry the run's id get it from KFP's `{{$.pipeline_job_uuid}}` placeholder as a
+component input of its own, then join it inside the component: the KFP 2.17.0 driver
+replaces a placeholder only when it is the whole input value
+(backend/src/v2/driver/resolve.go, resolveInputParameter).
 """
 
 from __future__ import annotations
@@ -12,12 +26,21 @@ from __future__ import annotations
 from typing import Any
 
 from kfg.config.model import Pipeline, Volume
-from kfg.names import restored_claim, snapshot_name
+from kfg.names import (
+    content_hash,
+    run_claim_prefix,
+    run_snapshot_prefix,
+    shared_claim,
+    snapshot_name,
+)
 from kfg.render import gitops
 
 API_VERSION = "snapshot.storage.k8s.io/v1"
-# kfp's placeholder for the run's id, resolved by the KFP driver for task inputs.
+# kfp's placeholder for the run's id, which the KFP driver resolves only as a whole value.
 RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
+# The Kubernetes client the snapshot and restore components install (the version kfg is
+# tested with).
+KUBERNETES_CLIENT = "kubernetes==30.1.0"
 
 
 def snapshotted(pipeline: Pipeline) -> list[Volume]:
@@ -66,25 +89,45 @@ def volume_snapshots(pipeline: Pipeline, labels: dict[str, str]) -> list[dict[st
     return objects
 
 
-def restore(volume: Volume) -> Any:
-    """The task creating this run's claim from the volume's snapshot (kfp-kubernetes)."""
-    from kfp import kubernetes
+def shared(volume: Volume) -> bool:
+    """Whether runs share one restored claim per data version: only when no step writes."""
+    return volume.read_only
+
+
+def restored_claim(volume: Volume) -> tuple[str, str]:
+    """The `name` and `run_id` inputs of the restore task: the claim, or its prefix."""
+    snapshot = volume.snapshot
+    assert snapshot is not None
+    if shared(volume):
+        settings = {
+            "snapshot": snapshot_name(volume.claim, snapshot.version),
+            "size": snapshot.size,
+            "accessMode": snapshot.access_mode,
+            "storageClass": snapshot.storage_class or "",
+        }
+        return shared_claim(volume.name, content_hash(settings)), ""
+    return run_claim_prefix(volume.name), RUN_ID_PLACEHOLDER
+
+
+def restore(volume: Volume, image: str) -> Any:
+    """The task creating (or, when shared, finding) the claim the run's steps mount."""
+    from kfp import dsl
+
+    from kfg.runtime.restore import restore_claim
 
     snapshot = volume.snapshot
     assert snapshot is not None
-    options: dict[str, Any] = {}
-    if snapshot.storage_class:
-        options["storage_class_name"] = snapshot.storage_class
-    task = kubernetes.CreatePVC(
-        pvc_name=restored_claim(volume.name, RUN_ID_PLACEHOLDER),
-        access_modes=[snapshot.access_mode],
+    component = dsl.component(
+        restore_claim, base_image=image, packages_to_install=[KUBERNETES_CLIENT]
+    )
+    name, run_id = restored_claim(volume)
+    task = component(
+        name=name,
+        run_id=run_id,
+        snapshot=snapshot_name(volume.claim, snapshot.version),
         size=snapshot.size,
-        data_source={
-            "apiGroup": "snapshot.storage.k8s.io",
-            "kind": "VolumeSnapshot",
-            "name": snapshot_name(volume.claim, snapshot.version),
-        },
-        **options,
+        access_mode=snapshot.access_mode,
+        storage_class=snapshot.storage_class or "",
     )
     task.set_caching_options(False)
     task.set_display_name(f"restore-{volume.name}")
@@ -92,17 +135,26 @@ def restore(volume: Volume) -> Any:
 
 
 def mount(task: Any, volume: Volume, created: Any) -> None:
+    """Mount the claim by the name the restore task returned, as the driver resolves it."""
     from kfp import kubernetes
 
     task.after(created)
-    kubernetes.mount_pvc(task, pvc_name=created.outputs["name"], mount_path=volume.mount_path)
+    kubernetes.mount_pvc(task, pvc_name=created.output, mount_path=volume.mount_path)
 
 
-def release(volume: Volume, users: list[Any]) -> Any:
-    """The task deleting this run's claim after its users finish, whether or not they failed."""
-    from kfp import kubernetes
+def release(volume: Volume, image: str, users: list[Any]) -> Any | None:
+    """The task deleting the run's own claim after its users finish, even if they failed."""
+    from kfp import dsl
 
-    task = kubernetes.DeletePVC(pvc_name=restored_claim(volume.name, RUN_ID_PLACEHOLDER))
+    from kfg.runtime.restore import release_claim
+
+    if shared(volume):
+        return None  # later runs reuse it
+    component = dsl.component(
+        release_claim, base_image=image, packages_to_install=[KUBERNETES_CLIENT]
+    )
+    name, run_id = restored_claim(volume)
+    task = component(name=name, run_id=run_id)
     task.after(*users)
     task.ignore_upstream_failure()
     task.set_caching_options(False)
@@ -110,8 +162,6 @@ def release(volume: Volume, users: list[Any]) -> Any:
     return task
 
 
-# The Kubernetes client the snapshot component installs (the version kfg is tested with).
-KUBERNETES_CLIENT = "kubernetes==30.1.0"
 SNAPSHOT_TIMEOUT_SECONDS = 1800
 
 
@@ -130,7 +180,8 @@ def after_step(
     for volume in volumes:
         snapshot = component(
             claim=volume.claim,
-            name=f"{volume.claim}-{step}-{RUN_ID_PLACEHOLDER}",
+            name=run_snapshot_prefix(volume.claim, step),
+            run_id=RUN_ID_PLACEHOLDER,
             class_name=class_name,
             timeout_seconds=SNAPSHOT_TIMEOUT_SECONDS,
             poll_seconds=5,

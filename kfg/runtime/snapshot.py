@@ -9,12 +9,18 @@ The pipeline's ServiceAccount needs `create` and `get` on `volumesnapshots` in i
 
 
 def take_volume_snapshot(
-    claim: str, name: str, class_name: str, timeout_seconds: int, poll_seconds: int
+    claim: str, name: str, run_id: str, class_name: str, timeout_seconds: int, poll_seconds: int
 ) -> str:
-    """Snapshot `claim` as `name`, wait until it is ready to use, and return its name."""
+    """Snapshot `claim` as `<name>-<run_id>`, wait until it is ready, and return its name.
+
+    The run's id comes as an input of its own because the KFP driver resolves its
+    `{{$.pipeline_job_uuid}}` placeholder only as a whole value, never inside a string.
+    """
     import time
 
     from kubernetes import client, config
+
+    name = f"{name}-{run_id}" if run_id else name
 
     config.load_incluster_config()
     with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kfg.render.build import PIPELINE_STAGE, RELEASE_STAGE, STAGES, Rendered, aggregate
+from kfg.render.package import write
 from tests import crds
 from tests.conftest import REPO
 
@@ -45,14 +47,80 @@ def test_argocd_syncs_with_pruning_and_server_side_apply() -> None:
     assert application["syncPolicy"]["automated"]["prune"] is True
     assert "ServerSideApply=true" in application["syncPolicy"]["syncOptions"]
     [generator] = objects["ApplicationSet"]["spec"]["generators"]
-    assert generator["git"]["directories"] == [{"path": "deploy/*"}]
+    # One Application per pipeline directory, never one for the stages kfg writes for Flux.
+    assert generator["git"]["directories"] == [
+        {"path": "deploy/*"},
+        *({"path": f"deploy/{stage}", "exclude": True} for stage in STAGES),
+    ]
 
 
-def test_flux_waits_for_kubeflow_and_prunes() -> None:
-    objects = {o["kind"]: o for o in kustomize(BLUEPRINTS / "flux")}
-    spec = objects["Kustomization"]["spec"]
-    assert spec["prune"] is True and spec["dependsOn"] == [{"name": "kubeflow"}]
-    assert spec["sourceRef"]["name"] == objects["GitRepository"]["metadata"]["name"]
+def _flux() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    objects = kustomize(BLUEPRINTS / "flux")
+    [source] = [o for o in objects if o["kind"] == "GitRepository"]
+    kustomizations = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Kustomization"}
+    return source, kustomizations
+
+
+def test_flux_applies_pipelines_then_releases_and_prunes() -> None:
+    # kubeflow/pipelines 2.17.0 backend/src/apiserver/webhook/pipelineversion_webhook.go
+    # refuses a PipelineVersion whose Pipeline is missing, and fluxcd/pkg ssa ApplyAll
+    # (kustomize-controller v1.9.4) dry-runs every object of a stage before applying any: the
+    # Pipelines must be one Kustomization, the versions another that depends on it.
+    source, kustomizations = _flux()
+    pipelines, releases = kustomizations["kfg-pipelines"], kustomizations["kfg-releases"]
+    assert pipelines["spec"]["path"] == f"./deploy/{PIPELINE_STAGE}"
+    assert releases["spec"]["path"] == f"./deploy/{RELEASE_STAGE}"
+    assert pipelines["spec"]["dependsOn"] == [{"name": "kubeflow"}]
+    assert releases["spec"]["dependsOn"] == [{"name": "kfg-pipelines"}]
+    for kustomization in (pipelines, releases):
+        spec = kustomization["spec"]
+        assert spec["prune"] is True
+        assert spec["sourceRef"] == {"kind": "GitRepository", "name": source["metadata"]["name"]}
+        assert spec["targetNamespace"] == pipelines["spec"]["targetNamespace"]
+
+
+def _rendered_examples() -> list[Rendered]:
+    from kfg.config.load import load_pipeline
+    from kfg.render.build import render
+
+    items = []
+    for name in ("wine", "digits"):
+        result = load_pipeline(REPO / "examples" / name / "kale.yaml", root=REPO)
+        assert result.pipeline and result.flow and result.notebook
+        items.append(render(result.pipeline, result.flow, result.notebook, REPO))
+    return items
+
+
+def _stage(directory: Path, path: str) -> list[dict[str, Any]]:
+    return kustomize(directory / path.removeprefix("./deploy/"))
+
+
+@pytest.mark.parametrize("layout", ["one pipeline", "aggregate"])
+def test_flux_paths_split_what_kfg_renders(layout: str, tmp_path: Path) -> None:
+    """Each Flux path of the blueprint exists in what `kfg render` writes to deploy/.
+
+    The first holds every Pipeline and no PipelineVersion; the second every PipelineVersion
+    and no Pipeline; together they are the whole package, as its top level builds it.
+    """
+    items = _rendered_examples()
+    package = items[1].package if layout == "one pipeline" else aggregate(items, "examples")
+    if layout == "one pipeline":
+        items = items[1:]
+    deploy = tmp_path / "deploy"
+    write(package, deploy)
+    _, kustomizations = _flux()
+    first = _stage(deploy, kustomizations["kfg-pipelines"]["spec"]["path"])
+    second = _stage(deploy, kustomizations["kfg-releases"]["spec"]["path"])
+    names = sorted(i.pipeline.name for i in items)
+    assert sorted(o["metadata"]["name"] for o in first if o["kind"] == "Pipeline") == names
+    assert not [o for o in first if o["kind"] == "PipelineVersion"]
+    assert sorted(o["spec"]["pipelineName"] for o in second if o["kind"] == "PipelineVersion") == (
+        names
+    )
+    assert not [o for o in second if o["kind"] == "Pipeline"]
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, first + second)) == sorted(map(key, kustomize(deploy)))
+    assert sorted(map(key, first + second)) == sorted(key(o) for i in items for o in i.objects)
 
 
 def test_namespace_blueprint_gives_kfp_access_and_snapshot_rights() -> None:

@@ -29,13 +29,17 @@ def test_render_one_pipeline_then_check(repo: Path) -> None:
     result = kfg("render", "notebooks/wine/kale.yaml", "-o", "deploy/wine", cwd=repo)
     assert result.returncode == 0, result.stderr
     assert "notebooks/wine/kale.yaml: rendered pipeline version wine-quality-" in result.stdout
-    files = sorted(p.name for p in (repo / "deploy" / "wine").iterdir())
+    out = repo / "deploy" / "wine"
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
         ".krmignore",
         "Kptfile",
         "kustomization.yaml",
         "pipeline.ir.yaml",
-        "pipeline.yaml",
+        "pipeline/kustomization.yaml",
+        "pipeline/pipeline.yaml",
+        "release/kustomization.yaml",
+        "release/version.yaml",
     ]
     check = kfg("render", "notebooks/wine/kale.yaml", "-o", "deploy/wine", "--check", cwd=repo)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -50,7 +54,7 @@ def test_check_reports_stale_output_as_a_diff(repo: Path) -> None:
     assert check.returncode == 1
     assert "-              resourceCpuRequest: '2'" in check.stdout
     assert "+              resourceCpuRequest: '3'" in check.stdout
-    assert "--- a/out/pipeline.yaml" in check.stdout
+    assert "--- a/out/release/version.yaml" in check.stdout
     assert "is stale" in check.stderr
 
 
@@ -59,8 +63,21 @@ def test_render_repository_aggregates_every_pipeline(repo: Path) -> None:
     assert result.returncode == 0, result.stderr
     top = yaml.safe_load((repo / "deploy" / "kustomization.yaml").read_text())
     assert top["resources"] == ["digits-mlp", "wine-quality"]
-    assert (repo / "deploy" / "wine-quality" / "pipeline.yaml").is_file()
+    assert (repo / "deploy" / "wine-quality" / "pipeline" / "pipeline.yaml").is_file()
+    for stage in ("pipeline", "release"):
+        listed = yaml.safe_load((repo / "deploy" / stage / "kustomization.yaml").read_text())
+        assert listed["resources"] == [f"../digits-mlp/{stage}", f"../wine-quality/{stage}"]
     assert kfg("render", "--check", cwd=repo).returncode == 0
+
+
+def test_a_pipeline_named_like_a_stage_cannot_join_an_aggregate(repo: Path) -> None:
+    kale = repo / "notebooks" / "wine" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("name: wine-quality", "name: release", 1))
+    result = kfg("render", cwd=repo)
+    assert result.returncode == 1
+    assert "a pipeline named `release` cannot share a package" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (repo / "deploy").exists()
 
 
 def test_invalid_input_writes_nothing(repo: Path) -> None:
@@ -139,7 +156,10 @@ def test_output_is_byte_identical_across_hash_seeds_and_directories(
             check=True,
             capture_output=True,
         )
-        outputs.append({p.name: p.read_bytes() for p in (out / "pkg").iterdir()})
+        pkg = out / "pkg"
+        outputs.append(
+            {p.relative_to(pkg).as_posix(): p.read_bytes() for p in pkg.rglob("*") if p.is_file()}
+        )
     assert outputs[0] == outputs[1]
 
 
@@ -194,7 +214,9 @@ def test_launcher_image_from_the_command_line(repo: Path) -> None:
         cwd=repo,
     )
     assert result.returncode == 0, result.stderr
-    experiment = yaml.safe_load((repo / "out" / "experiment.yaml").read_text().split("---", 1)[1])
+    experiment = yaml.safe_load(
+        (repo / "out" / "release" / "experiment.yaml").read_text().split("---", 1)[1]
+    )
     container = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
         "containers"
     ][0]

@@ -88,4 +88,6 @@ def test_run_on_sync_renders_one_job_per_version(tmp_path: Path) -> None:
     assert args[args.index("--version") + 1] == item.version
     assert args[args.index("--run-name") + 1] == name
     assert "ttlSecondsAfterFinished" not in job["spec"]
-    assert RUN_FILE in yaml.safe_load(item.package.files["kustomization.yaml"])["resources"]
+    stage, run_file = RUN_FILE.split("/")
+    listed = yaml.safe_load(item.package.files[f"{stage}/kustomization.yaml"])["resources"]
+    assert run_file in listed

@@ -18,7 +18,15 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from kfg.config.load import load_pipeline
 from kfg.names import is_dns_label
 from kfg.render import gitops
-from kfg.render.build import IR_FILE, PIPELINE_FILE, Rendered, aggregate, render
+from kfg.render.build import (
+    IR_FILE,
+    PIPELINE_FILE,
+    STAGES,
+    VERSION_FILE,
+    Rendered,
+    aggregate,
+    render,
+)
 from kfg.render.package import diff, write
 from tests import crds
 from tests.conftest import EXAMPLES, REPO
@@ -47,8 +55,48 @@ def test_golden_files(rendered: dict[str, Rendered], name: str) -> None:
     assert diff(package, target) == ""
 
 
+def _documents(item: Rendered, path: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(item.package.files[path]) if d]
+
+
 def _objects(item: Rendered) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all(item.package.files[PIPELINE_FILE]))
+    return _documents(item, PIPELINE_FILE) + _documents(item, VERSION_FILE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pipeline_and_version_are_in_separate_stages(
+    rendered: dict[str, Rendered], name: str
+) -> None:
+    """Flux applies each stage as one Kustomization; KFP needs the Pipeline first.
+
+    kubeflow/pipelines 2.17.0 backend/src/apiserver/webhook/pipelineversion_webhook.go
+    refuses a version whose Pipeline is missing, and fluxcd/pkg ssa ApplyAll dry-runs a
+    whole stage before applying any of it.
+    """
+    item = rendered[name]
+    files = item.package.files
+    assert [d["kind"] for d in _documents(item, PIPELINE_FILE)] == ["Pipeline"]
+    assert [d["kind"] for d in _documents(item, VERSION_FILE)] == ["PipelineVersion"]
+    top = yaml.safe_load(files["kustomization.yaml"])
+    assert top["resources"] == list(STAGES)
+    for stage in STAGES:
+        listed = yaml.safe_load(files[f"{stage}/kustomization.yaml"])["resources"]
+        assert sorted(f"{stage}/{f}" for f in listed) == sorted(
+            p for p in files if p.startswith(f"{stage}/") and not p.endswith("kustomization.yaml")
+        )
+    release = yaml.safe_load(files["release/kustomization.yaml"])["resources"]
+    assert not any(
+        d["kind"] == "Pipeline" for f in release for d in _documents(item, f"release/{f}")
+    )
+
+
+def test_aggregate_refuses_a_pipeline_named_like_a_stage(rendered: dict[str, Rendered]) -> None:
+    import dataclasses
+
+    wine = rendered["wine"]
+    clash = dataclasses.replace(wine, pipeline=dataclasses.replace(wine.pipeline, name="release"))
+    with pytest.raises(ValueError, match="cannot share a package"):
+        aggregate([clash, rendered["digits"]], "examples")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -167,11 +215,15 @@ def test_kubectl_kustomize_builds_single_and_aggregated_packages(
     assert _kustomize(tmp_path / "wine") == _objects(rendered["wine"])
     write(aggregate(list(rendered.values()), "examples"), tmp_path / "all")
     built = _kustomize(tmp_path / "all")
-    assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == sorted(
+    expected = sorted(
         (o["kind"], o["metadata"]["name"]) for item in rendered.values() for o in item.objects
     )
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == expected
     for obj in built:
         crds.validate(obj)
+    # The aggregate's stages (what Flux applies) add up to the same objects.
+    staged = [o for stage in STAGES for o in _kustomize(tmp_path / "all" / stage)]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in staged) == expected
 
 
 def test_kfp_writes_the_same_manifests_with_libyaml(tmp_path: Path) -> None:

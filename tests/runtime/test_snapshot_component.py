@@ -46,9 +46,9 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> type[FakeObjects]:
 
 def test_creates_the_snapshot_and_waits_until_ready(fake_cluster: type[FakeObjects]) -> None:
     fake_cluster.states = [{}, {"readyToUse": False}, {"readyToUse": True, "restoreSize": "1Gi"}]
-    assert take_volume_snapshot("work", "work-prep-1", "csi", 10, 0) == "work-prep-1"
+    assert take_volume_snapshot("work", "work-prep", "1234", "csi", 10, 0) == "work-prep-1234"
     [(namespace, body)] = fake_cluster.created
-    assert namespace == "team-a"
+    assert namespace == "team-a" and body["metadata"]["name"] == "work-prep-1234"
     assert body["spec"] == {
         "source": {"persistentVolumeClaimName": "work"},
         "volumeSnapshotClassName": "csi",
@@ -58,10 +58,10 @@ def test_creates_the_snapshot_and_waits_until_ready(fake_cluster: type[FakeObjec
 def test_reports_a_failed_snapshot(fake_cluster: type[FakeObjects]) -> None:
     fake_cluster.states = [{"error": {"message": "driver does not support snapshots"}}]
     with pytest.raises(RuntimeError, match="driver does not support snapshots"):
-        take_volume_snapshot("work", "s", "", 10, 0)
+        take_volume_snapshot("work", "s", "1", "", 10, 0)
 
 
 def test_times_out(fake_cluster: type[FakeObjects]) -> None:
     fake_cluster.states = []
     with pytest.raises(TimeoutError, match="not ready after 0 s"):
-        take_volume_snapshot("work", "s", "", 0, 0)
+        take_volume_snapshot("work", "s", "1", "", 0, 0)
