@@ -142,8 +142,14 @@ def _prelude_binds(pipeline: Pipeline, notebook: Notebook) -> set[str]:
     return names
 
 
-def build(pipeline: Pipeline, notebook: Notebook, step: str, inputs: Inputs) -> dict[str, Any]:
-    """The restored notebook as nbformat 4 JSON."""
+def build(
+    pipeline: Pipeline,
+    notebook: Notebook,
+    step: str,
+    inputs: Inputs,
+    packages: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The restored notebook as nbformat 4 JSON; `packages` are installed by its first cell."""
     cells = [
         _markdown(
             f"# Step `{step}` of `{pipeline.name}`\n\n"
@@ -153,6 +159,8 @@ def build(pipeline: Pipeline, notebook: Notebook, step: str, inputs: Inputs) -> 
             f" `{pipeline.notebook.name}`)."
         )
     ]
+    if packages:
+        cells.append(setup_cell(packages))
     parameters = [f"{name} = {value!r}" for name, value in inputs.parameters.items()]
     loads = [f"{v} = {e}" for v, e in inputs.expressions.items()]
     clash = _prelude_binds(pipeline, notebook) & set(inputs.expressions)
@@ -187,7 +195,33 @@ def dumps(book: dict[str, Any]) -> str:
     return json.dumps(book, indent=1, ensure_ascii=False) + "\n"
 
 
+# Kubeflow's JupyterLab image with the scientific Python stack. It has neither kfg nor the
+# step's pinned packages: `setup_cell` installs the packages, and the restored notebook's
+# loading cell imports kfg, so pass `--image` with kfg installed (see docs/cluster.md).
 NOTEBOOK_IMAGE = "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-scipy:v1.10.0"
+# Kubeflow runs notebook pods as the profile's default-editor ServiceAccount, the one a
+# profile's KFP access is granted to.
+NOTEBOOK_SERVICE_ACCOUNT = "default-editor"
+# The KFP API authenticates a ServiceAccount token of this audience; kfp.Client reads the
+# file named by the environment variable (kubeflow/pipelines 2.17.0
+# sdk/python/kfp/client/__init__.py and set_volume_credentials.py).
+KFP_TOKEN_AUDIENCE = "pipelines.kubeflow.org"
+KFP_TOKEN_DIRECTORY = "/var/run/secrets/kubeflow/pipelines"
+KFP_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+KFP_TOKEN_SECONDS = 7200
+
+
+def setup_cell(packages: tuple[str, ...]) -> dict[str, Any]:
+    """A first cell installing what the step's component installs in the cluster.
+
+    The notebook server's image has its own versions of pandas and scikit-learn; values
+    pickled by the step load reliably only under the versions the step ran with.
+    """
+    quoted = " ".join(f"'{p}'" for p in packages)
+    return _code(
+        "# The packages the step installs in the cluster, at the same versions\n"
+        f"%pip install --quiet {quoted}"
+    )
 
 
 def notebook_server(
@@ -199,7 +233,14 @@ def notebook_server(
     image: str = NOTEBOOK_IMAGE,
     storage_class: str | None = None,
 ) -> list[dict[str, Any]]:
-    """A Kubeflow Notebook server with a claim restored from `snapshot` mounted at `mount_path`."""
+    """A Kubeflow Notebook server with a claim restored from `snapshot` mounted at `mount_path`.
+
+    The claim names no StorageClass unless one is given, so the cluster's default class
+    provisions it. The pod mounts a ServiceAccount token for the KFP API itself instead of
+    relying on the `access-ml-pipeline` PodDefault, which a profile namespace may lack;
+    it must not also carry that PodDefault's label, whose volume would mount at the same
+    path.
+    """
     claim = f"{name}-data"
 
     def metadata(object_name: str) -> dict[str, Any]:
@@ -219,6 +260,20 @@ def notebook_server(
     }
     if storage_class:
         claim_spec["storageClassName"] = storage_class
+    token = {
+        "name": "kfp-token",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "path": "token",
+                        "audience": KFP_TOKEN_AUDIENCE,
+                        "expirationSeconds": KFP_TOKEN_SECONDS,
+                    }
+                }
+            ]
+        },
+    }
     return [
         {
             "apiVersion": "v1",
@@ -233,16 +288,28 @@ def notebook_server(
             "spec": {
                 "template": {
                     "spec": {
+                        "serviceAccountName": NOTEBOOK_SERVICE_ACCOUNT,
                         "containers": [
                             {
                                 "name": name,
                                 "image": image,
+                                "env": [
+                                    {"name": KFP_TOKEN_ENV, "value": f"{KFP_TOKEN_DIRECTORY}/token"}
+                                ],
                                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
-                                "volumeMounts": [{"name": "data", "mountPath": mount_path}],
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": mount_path},
+                                    {
+                                        "name": "kfp-token",
+                                        "mountPath": KFP_TOKEN_DIRECTORY,
+                                        "readOnly": True,
+                                    },
+                                ],
                             }
                         ],
                         "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
+                            {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+                            token,
                         ],
                     }
                 }

@@ -143,16 +143,82 @@ def test_fetch_value_downloads_through_the_signed_url(tmp_path: Path) -> None:
 def test_notebook_server_restores_a_snapshot(tmp_path: Path) -> None:
     claim, server = notebook_server("wine-train", "team-a", "work-train-r1", "/work", "20Gi")
     crds.validate(claim)
+    # kubeflow/manifests applications/jupyter/notebook-controller/upstream/crd (tests/crds)
+    crds.validate(server)
     assert claim["spec"]["dataSource"] == {
         "apiGroup": "snapshot.storage.k8s.io",
         "kind": "VolumeSnapshot",
         "name": "work-train-r1",
     }
+    # Unset, not "standard": the cluster's default StorageClass provisions the claim.
+    assert "storageClassName" not in claim["spec"]
     pod = server["spec"]["template"]["spec"]
-    assert pod["volumes"] == [
-        {"name": "data", "persistentVolumeClaim": {"claimName": "wine-train-data"}}
-    ]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/work"}]
+    assert pod["volumes"][0] == {
+        "name": "data",
+        "persistentVolumeClaim": {"claimName": "wine-train-data"},
+    }
+    assert pod["containers"][0]["volumeMounts"][0] == {"name": "data", "mountPath": "/work"}
+
+
+def test_notebook_server_reaches_kfp_with_its_own_token() -> None:
+    (_, server) = notebook_server("wine-train", "team-a", "snap", "/work", "20Gi")
+    pod = server["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # kubeflow/pipelines 2.17.0 sdk/python/kfp/client/__init__.py: kfp.Client reads the token
+    # file named by KF_PIPELINES_SA_TOKEN_PATH; the API server accepts the audience
+    # pipelines.kubeflow.org (backend/src/apiserver/common/const.go DefaultTokenReviewAudience).
+    (token,) = [v for v in pod["volumes"] if "projected" in v]
+    (source,) = token["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == token["name"]]
+    path = f"{mount['mountPath']}/{source['serviceAccountToken']['path']}"
+    assert {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": path} in container["env"]
+    # Profiles grant KFP access to default-editor, the account Kubeflow notebooks run as.
+    assert pod["serviceAccountName"] == "default-editor"
+    # The access-ml-pipeline PodDefault would mount a second volume at the same path.
+    assert "access-ml-pipeline" not in server["metadata"]["labels"]
+
+
+def test_notebook_server_storage_class_comes_from_the_volume_or_the_flag(tmp_path: Path) -> None:
+    from tests.pipelines import make
+
+    volume = {
+        "name": "data",
+        "claim": "data",
+        "mountPath": "/data",
+        "snapshot": {"version": "v1", "size": "5Gi", "storageClass": "fast-ssd"},
+    }
+    loaded = make(
+        tmp_path,
+        [("code", "x = 1")],
+        [{"name": "one", "cells": [1], "packages": ["pandas==2.2.3"]}],
+        volumes=[volume],
+    )
+    assert loaded.ok, loaded.diagnostics
+    (tmp_path / "values").mkdir()
+    args = ["restore", "kale.yaml", "--step", "one", "--inputs", "values", "--force"]
+    args += ["--notebook-server", "--snapshot", "data-v1", "--volume", "data"]
+    result = kfg(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "has no kfg" in result.stderr  # the default image is named as lacking it
+    manifest = tmp_path / "one.restored.notebook-server.yaml"
+    claim, _ = yaml.safe_load_all(manifest.read_text())
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    book = nbformat.read(str(tmp_path / "one.restored.ipynb"), as_version=4)
+    assert book.cells[1].source.endswith("%pip install --quiet 'pandas==2.2.3'")
+    result = kfg(*args, "--storage-class", "standard-rwo", "--image", "me/nb:1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "has no kfg" not in result.stderr
+    claim, server = yaml.safe_load_all(manifest.read_text())
+    assert claim["spec"]["storageClassName"] == "standard-rwo"
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == "me/nb:1"
+    local = kfg(
+        "restore", "kale.yaml", "--step", "one", "--inputs", "values", "--force", cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    book = nbformat.read(str(tmp_path / "one.restored.ipynb"), as_version=4)
+    assert not any("%pip" in c.source for c in book.cells)  # locally, the user's environment
 
 
 def test_cli_usage_and_notebook_server(

@@ -14,6 +14,7 @@ from kfg import __version__
 from kfg.cli import (
     cells,
     diff,
+    doctor,
     fn,
     graph,
     init,
@@ -66,6 +67,7 @@ app.command("restore")(restore.command)
 app.command("run")(run.command)
 app.command("tune")(tune.command)
 app.command("diff")(diff.command)
+app.command("doctor")(doctor.command)
 app.add_typer(fn.app, name="fn")
 
 

@@ -45,7 +45,15 @@ def command(
     volume: str | None = typer.Option(
         None, "--volume", help="kale.yaml volume the snapshot is of (sets mount path and size)."
     ),
-    image: str | None = typer.Option(None, "--image", help="Notebook server image."),
+    image: str | None = typer.Option(
+        None, "--image", help="Notebook server image (needs kfg installed; see docs/cluster.md)."
+    ),
+    storage_class: str | None = typer.Option(
+        None,
+        "--storage-class",
+        help="StorageClass of the restored claim (default: the volume's snapshot.storageClass,"
+        " else the cluster default).",
+    ),
 ) -> None:
     """Write a notebook: the step's parameters and exact inputs, the prelude, the step's cells.
 
@@ -79,24 +87,43 @@ def command(
             found = _from_run(pipeline, flow, step, run_id, endpoint or pipeline.launcher.endpoint)
     except restore.RestoreError as exc:
         fail(str(exc))
-    write_atomic(target, restore.dumps(restore.build(pipeline, notebook, step, found)))
+    chosen = next((v for v in pipeline.volumes if v.name == volume), None)
+    if notebook_server and volume is not None and chosen is None:
+        usage_error(f"unknown volume `{volume}`")
+    # On a notebook server the step's own packages are installed first (as its component
+    # does in the cluster); locally the user's environment is what `kfg run` used.
+    packages = _component_packages(pipeline, flow, step) if notebook_server else ()
+    book = restore.build(pipeline, notebook, step, found, packages)
+    write_atomic(target, restore.dumps(book))
     typer.echo(f"wrote {target}: step `{step}` with its inputs from {found.origin}")
     if notebook_server:
         assert snapshot is not None
-        chosen = next((v for v in pipeline.volumes if v.name == volume), None)
-        if volume is not None and chosen is None:
-            usage_error(f"unknown volume `{volume}`")
+        snap = chosen.snapshot if chosen else None
         objects = restore.notebook_server(
             name=f"{pipeline.name}-{step}"[:52].rstrip("-"),
             namespace=pipeline.namespace,
             snapshot=snapshot,
             mount_path=chosen.mount_path if chosen else "/data",
-            size=chosen.snapshot.size if chosen and chosen.snapshot else "10Gi",
+            size=snap.size if snap else "10Gi",
             image=image or restore.NOTEBOOK_IMAGE,
+            storage_class=storage_class or (snap.storage_class if snap else None),
         )
         manifest = target.with_suffix(".notebook-server.yaml")
         write_atomic(manifest, dump_all(objects))
         typer.echo(f"wrote {manifest}: apply it, then upload {target} to the notebook server")
+        if image is None:
+            typer.echo(
+                f"note: {restore.NOTEBOOK_IMAGE} has no kfg, which the notebook's loading cell"
+                " imports; pass --image with kfg installed, or `%pip install` kfg there first"
+                " (docs/cluster.md)",
+                err=True,
+            )
+
+
+def _component_packages(pipeline: Pipeline, flow: Flow, step: str) -> tuple[str, ...]:
+    from kfg.render.components import step_packages
+
+    return step_packages(pipeline.step(step), flow, flow.step(step))
 
 
 def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: str) -> Inputs:

@@ -284,6 +284,48 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
             )
 
 
+def check_tolerations(spec: dict[str, Any], findings: Findings) -> None:
+    """What the API server's toleration validation rejects and the schema cannot say.
+
+    The rules are those of kube-apiserver's ValidateTolerations
+    (kubernetes/kubernetes pkg/apis/core/validation/validation.go, v1.34); a pod spec that
+    breaks one is refused when the step's pod is created, long after the merge. Key and
+    value formats are in the schema.
+    """
+    for index, step in enumerate(spec["steps"]):
+        for j, toleration in enumerate(step.get("tolerations", [])):
+            path = ("spec", "steps", index, "tolerations", j)
+            operator = toleration.get("operator", "Equal")
+            effect = toleration.get("effect")
+            if "tolerationSeconds" in toleration and effect != "NoExecute":
+                got = f"`effect: {effect}`" if effect else "no effect (all effects)"
+                findings.error(
+                    (*path, "tolerationSeconds"),
+                    "toleration",
+                    f"`tolerationSeconds` needs `effect: NoExecute`, got {got}; Kubernetes"
+                    " rejects the pod (only a NoExecute taint evicts after a delay)",
+                    key=True,
+                )
+            if operator == "Exists" and toleration.get("value"):
+                findings.error(
+                    (*path, "value"),
+                    "toleration",
+                    "`value` must be empty with `operator: Exists`, which matches every value"
+                    " of the key; drop `value` or use `operator: Equal`",
+                    key=True,
+                )
+            if not toleration.get("key") and operator != "Exists":
+                where = (*path, "operator") if "operator" in toleration else path
+                findings.error(
+                    where,
+                    "toleration",
+                    "a toleration without `key` must have `operator: Exists` (it then tolerates"
+                    f" every taint); `operator` is {operator}"
+                    + ("" if "operator" in toleration else " by default")
+                    + "; add the taint's `key`",
+                )
+
+
 def check_volumes(spec: dict[str, Any], findings: Findings) -> None:
     names: dict[str, int] = {}
     mounts: dict[str, int] = {}

@@ -222,6 +222,7 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
 
     checks.check_steps(spec, findings, cellmap)
     checks.check_resources(spec, findings)
+    checks.check_tolerations(spec, findings)
     checks.check_volumes(spec, findings)
     checks.check_packages(spec, findings)
     parameters = checks.parameters_of(spec, notebook, cellmap, findings)

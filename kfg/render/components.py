@@ -76,7 +76,7 @@ def _cells(notebook: Notebook, positions: tuple[int, ...]) -> str:
     return "[\n" + "\n".join(rows) + "\n    ]"
 
 
-def _packages(step: Step, flow: Flow, here: StepFlow) -> tuple[str, ...]:
+def step_packages(step: Step, flow: Flow, here: StepFlow) -> tuple[str, ...]:
     """The step's packages, plus cloudpickle when functions or classes cross this step."""
     carries_code = bool(here.code_outputs) or any(
         variable in flow.step(source).code_outputs for variable, source in here.inputs.items()
@@ -138,7 +138,7 @@ def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: St
         step=step.name,
         function=function,
         source="\n".join(lines),
-        packages=_packages(step, flow, here),
+        packages=step_packages(step, flow, here),
         parameters=here.parameters,
         inputs=here.inputs,
         outputs=here.outputs,

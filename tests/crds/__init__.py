@@ -15,6 +15,8 @@ HERE = Path(__file__).resolve().parent
 KUBERNETES_VERSION = "1.33.0"
 # Katib's CRD leaves the spec open (x-kubernetes-preserve-unknown-fields); its full schema
 # comes from Katib's OpenAPI definitions.
+# libyaml's loader when PyYAML has it: the Notebook CRD alone takes 0.7 s in pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DERIVED = {("kubeflow.org/v1beta1", "Experiment"): "katib-experiment.openapi-derived.yaml"}
 
 
@@ -22,7 +24,7 @@ DERIVED = {("kubeflow.org/v1beta1", "Experiment"): "katib-experiment.openapi-der
 def _schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas = {}
     for path in sorted(HERE.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
+        crd = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
         if crd.get("kind") != "CustomResourceDefinition":
             continue
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]

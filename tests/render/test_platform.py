@@ -67,7 +67,13 @@ def test_platform_config_matches_kfp_kubernetes(tmp_path: Path) -> None:
         "nodeSelector": {"pool": "gpu", "zone": "a"},
         "tolerations": [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            {"key": "spot", "operator": "Equal", "value": "true", "tolerationSeconds": 30},
+            {
+                "key": "spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoExecute",
+                "tolerationSeconds": 30,
+            },
         ],
         "secrets": [
             {"secret": "s3", "key": "AWS_KEY"},
