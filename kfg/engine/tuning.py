@@ -327,6 +327,8 @@ def study_name(pipeline: Pipeline) -> str:
         "settings": tuning.algorithm_settings,
         "parameters": [vars(s) for s in tuning.parameters],
     }
+    if tuning.revision is not None:  # bumping it starts afresh, as in the cluster
+        fixed["revision"] = str(tuning.revision)
     return f"{pipeline.name}-{content_hash(fixed)}"
 
 
