@@ -196,7 +196,7 @@ def test_an_edit_the_metrics_cannot_see_keeps_the_experiment(tmp_path: Path) -> 
     ("why", "change"),
     [
         ("a step the metric depends on", {"cells": {3: TRAIN.replace("0.1", "0.2")}}),
-        ("the prelude of every step", {"cells": {1: PARAMETERS.replace("batch = 32", "batch = 16")}}),
+        ("a pipeline parameter's default", {"cells": {1: PARAMETERS.replace("batch = 32", "batch = 16")}}),
         ("the search space", {"parameters": {**TUNING["parameters"], "batch": {"type": "discrete", "values": [32, 64]}}}),
         ("the algorithm", {"algorithm": {"name": "random", "settings": {"random_state": 1}}}),
         ("the objective", {"objective": {**TUNING["objective"], "goal": 0.9}}),
@@ -233,3 +233,23 @@ def test_one_name_never_carries_two_specs(tmp_path: Path) -> None:
         name, _, spec = _sweep(_rich(tmp_path, **copy.deepcopy(change)))
         assert seen.setdefault(name, spec) == spec
     assert len(seen) == 4
+
+
+def test_a_tuning_version_renders_byte_identically(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _rich(tmp_path)
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out{seed}"
+        subprocess.run(
+            [sys.executable, "-m", "kfg", "render", "kale.yaml", "-o", str(out)],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+            capture_output=True,
+        )
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert TUNING_IR_FILE in outputs[0] and outputs[0] == outputs[1]
