@@ -35,6 +35,12 @@ class Service:
     source: str  # where its validation lives in kubeflow/katib
     rejects_unknown: bool  # True: an unknown setting fails the Experiment; False: ignored
     role: str = "suggestion"  # or "early-stopping"
+    # What a bad value does. The Python services answer ValidateAlgorithmSettings with
+    # INVALID_ARGUMENT (or UNKNOWN, an uncaught exception), which Katib's suggestion
+    # controller turns into a failed Suggestion and Experiment (suggestionclient.go:224-231).
+    # goptuna answers INTERNAL, which that code lets through; its GetSuggestions then fails
+    # on every reconcile, so no trial ever starts.
+    failure: str = "rejects it, which fails the Experiment"
 
 
 HYPEROPT = Service(
@@ -43,7 +49,11 @@ HYPEROPT = Service(
 OPTUNA = Service("optuna", "suggestion-optuna", "pkg/suggestion/v1beta1/optuna/service.py", True)
 SKOPT = Service("skopt", "suggestion-skopt", "pkg/suggestion/v1beta1/skopt/service.py", True)
 GOPTUNA = Service(
-    "goptuna", "suggestion-goptuna", "pkg/suggestion/v1beta1/goptuna/converter.go", False
+    "goptuna",
+    "suggestion-goptuna",
+    "pkg/suggestion/v1beta1/goptuna/converter.go",
+    False,
+    failure="cannot build its sampler with it, so the Experiment never starts a trial",
 )
 HYPERBAND = Service(
     "hyperband", "suggestion-hyperband", "pkg/suggestion/v1beta1/hyperband/service.py", False

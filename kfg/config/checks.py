@@ -563,7 +563,7 @@ def _check_settings(
             findings.error(
                 where,
                 "tuning-setting",
-                f"`{name}` {problem}: {algorithm.describe()} rejects it"
+                f"`{name}` {problem}: {algorithm.describe()} {service.failure}"
                 f" ({service.source} in kubeflow/katib {KATIB})",
             )
 
