@@ -300,6 +300,21 @@ class _Analysis:
         return Flow(tuple(flows), tuple(edges), tuple(self.problems))
 
 
+def upstream_of(flow: Flow, names: Iterable[str]) -> tuple[str, ...]:
+    """`names` and every step they wait for, directly or through others, in pipeline order.
+
+    What a step computes can depend only on these: they are all that runs before it.
+    """
+    wanted: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(flow.step(name).upstream)
+    return tuple(s.name for s in flow.steps if s.name in wanted)
+
+
 def analyse(pipeline: Pipeline, notebook: Notebook) -> Flow:
     """The steps' inputs, outputs and parameters, the edges, and the problems found."""
     return _Analysis(pipeline, notebook).run()

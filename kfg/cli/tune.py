@@ -118,7 +118,7 @@ def command(
     """
     from kfg.config.load import repository_root
     from kfg.engine.cache import Cache
-    from kfg.engine.tuning import TuneError, tune
+    from kfg.engine.tuning import TuneError, local_notes, tune
 
     if trials is not None and trials < 1:
         usage_error("--trials must be at least 1")
@@ -133,6 +133,8 @@ def command(
         cache_dir or repository_root(config.parent) / ".kfg",
         warn=lambda message: typer.echo(message, err=True),
     )
+    for note in local_notes(pipeline.tuning):
+        typer.echo(f"kfg: warning: {note}", err=True)
     try:
         with _Progress() as progress:
             summary = tune(

@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import re
 from typing import Any
 
 from kfg.analysis.parameters import Parameter, parse_parameters, python_type
 from kfg.analysis.source import bound_names, parse_cell
+from kfg.config.algorithms import (
+    ALGORITHMS,
+    EARLY_STOPPING,
+    HYPERBAND_STATE,
+    Algorithm,
+    accepting,
+    grid_axis,
+    setting_text,
+)
 from kfg.config.cellmap import PARAMETERS, CellMap, step_role
 from kfg.config.findings import Findings
+from kfg.config.model import DEFAULT_MAX_TRIALS, DEFAULT_PARALLEL_TRIALS
 from kfg.diagnostics import did_you_mean
 from kfg.names import ARTIFACT_PREFIXES
 from kfg.notebook.reader import Notebook
 from kfg.pep508 import RequirementError
 from kfg.pep508 import normalize as normalize_requirement
 from kfg.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
+from kfg.upstream import KATIB
+from kfg.yamlsource import Path
 
 MEBIBYTE = 1 << 20
 
@@ -531,31 +544,7 @@ def check_tuning(
                     f"`{key}` ({tuning[key]}) is more than `maxTrials` ({maximum});"
                     " Katib rejects that",
                 )
-    algorithm = tuning["algorithm"]["name"]
     spaces = tuning["parameters"]
-    for name, space in spaces.items():
-        path = ("spec", "tuning", "parameters", name)
-        if algorithm == "grid" and space["type"] == "double" and "step" not in space:
-            findings.error(
-                path,
-                "tuning-grid",
-                f"the grid algorithm needs a `step` for double parameter `{name}`",
-            )
-        if algorithm == "cmaes" and space["type"] in ("categorical", "discrete"):
-            findings.error(
-                (*path, "type"),
-                "tuning-algorithm",
-                f"cmaes tunes only int and double parameters, not {space['type']}",
-            )
-    if algorithm == "hyperband":
-        resource = tuning["algorithm"].get("settings", {}).get("resource_name")
-        if resource not in spaces:
-            findings.error(
-                ("spec", "tuning", "algorithm"),
-                "tuning-algorithm",
-                "hyperband needs `settings.resource_name` naming a tuned parameter"
-                " (the budget, e.g. epochs)",
-            )
     if parameters is None:
         return
     known = {p.name: p for p in parameters}
@@ -574,40 +563,211 @@ def check_tuning(
         _check_space(name, space, known[name], findings)
 
 
-# The settings each Katib suggestion service documents. Katib checks them only when the
-# experiment starts, so kfg warns early; a warning, because services gain settings.
-KATIB_SETTINGS: dict[str, frozenset[str]] = {
-    "random": frozenset({"random_state"}),
-    "grid": frozenset({"random_state"}),
-    "tpe": frozenset({"n_startup_trials", "n_ei_candidates", "random_state"}),
-    "multivariate-tpe": frozenset({"n_startup_trials", "n_ei_candidates", "random_state"}),
-    "cmaes": frozenset({"random_state", "sigma", "restart_strategy"}),
-    "sobol": frozenset({"random_state"}),
-    "bayesianoptimization": frozenset(
-        {"base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"}
-    ),
-    "hyperband": frozenset({"resource_name", "eta", "r_l"}),
-    "medianstop": frozenset({"min_trials_required", "start_step"}),
-}
-
-
 def check_algorithm_settings(spec: dict[str, Any], findings: Findings) -> None:
+    """Each algorithm's settings and search space, as the Katib service that runs it sees them.
+
+    What the service rejects fails the Experiment on the cluster, so it is an error here; a
+    setting it silently ignores is a warning (see `kfg.config.algorithms`).
+    """
     tuning = spec.get("tuning")
     if not tuning:
         return
-    for key in ("algorithm", "earlyStopping"):
-        block = tuning.get(key)
-        if not block:
+    algorithm = ALGORITHMS[tuning["algorithm"]["name"]]
+    _check_settings(tuning["algorithm"], algorithm, ("spec", "tuning", "algorithm"), findings)
+    early = tuning.get("earlyStopping")
+    if early:
+        rule = EARLY_STOPPING[early["name"]]
+        _check_settings(early, rule, ("spec", "tuning", "earlyStopping"), findings)
+    spaces: dict[str, dict[str, Any]] = tuning["parameters"]
+    if algorithm.name == "grid":
+        _check_grid(tuning, spaces, findings)
+    elif algorithm.name == "cmaes":
+        _check_cmaes(spaces, findings)
+    elif algorithm.name == "hyperband":
+        _check_hyperband(tuning, spaces, findings)
+
+
+def _check_settings(
+    block: dict[str, Any], algorithm: Algorithm, path: tuple[str, ...], findings: Findings
+) -> None:
+    service = algorithm.service
+    known = algorithm.settings
+    for name, value in block.get("settings", {}).items():
+        where = (*path, "settings", name)
+        check = known.get(name)
+        if check is None:
+            _unknown_setting(name, algorithm, where, findings)
             continue
-        known = KATIB_SETTINGS.get(block["name"], frozenset())
-        for setting in block.get("settings", {}):
-            if setting not in known:
-                listed = ", ".join(sorted(known)) or "none"
-                findings.warning(
-                    ("spec", "tuning", key, "settings", setting),
-                    "tuning-setting",
-                    f"Katib's {block['name']} does not document a setting `{setting}`"
-                    f"{did_you_mean(setting, known)} (documented: {listed}); its suggestion"
-                    " service may reject the experiment",
-                    key=True,
-                )
+        problem = check(setting_text(value))
+        if problem:
+            findings.error(
+                where,
+                "tuning-setting",
+                f"`{name}` {problem}: {algorithm.describe()} {service.failure}"
+                f" ({service.source} in kubeflow/katib {KATIB})",
+            )
+
+
+def _unknown_setting(name: str, algorithm: Algorithm, where: Path, findings: Findings) -> None:
+    service = algorithm.service
+    listed = ", ".join(f"`{s}`" for s in sorted(algorithm.settings, key=str.lower)) or "none"
+    same_but_case = [s for s in algorithm.settings if s.lower() == name.lower()]
+    hint = (
+        f"; did you mean `{same_but_case[0]}`?"
+        if same_but_case
+        else did_you_mean(name, algorithm.settings)
+    )
+    elsewhere = [a for a in accepting(name) if a != algorithm.name]
+    if not hint and elsewhere:
+        hint = f" (`{name}` is a setting of {', '.join(elsewhere)})"
+    if algorithm.name == "hyperband" and name in HYPERBAND_STATE:
+        findings.warning(
+            where,
+            "tuning-setting",
+            f"`{name}` is part of the state Katib's hyperband keeps between suggestions;"
+            " setting it overrides the brackets the algorithm computes from r_l and eta",
+            key=True,
+        )
+    elif service.rejects_unknown:
+        findings.error(
+            where,
+            "tuning-setting",
+            f"{algorithm.describe()} rejects the setting `{name}`{hint}; it accepts {listed}",
+            key=True,
+        )
+    else:
+        findings.warning(
+            where,
+            "tuning-setting",
+            f"{algorithm.describe()} ignores the setting `{name}`{hint}; it reads {listed}",
+            key=True,
+        )
+
+
+def _check_grid(
+    tuning: dict[str, Any], spaces: dict[str, dict[str, Any]], findings: Findings
+) -> None:
+    """Katib's optuna service rejects a double without a step and more trials than points.
+
+    kubeflow/katib v0.19.0 pkg/suggestion/v1beta1/optuna/service.py:238-259.
+    """
+    combinations = 1
+    for name, space in spaces.items():
+        axis = grid_axis(
+            space["type"],
+            space.get("min"),
+            space.get("max"),
+            space.get("step"),
+            space.get("values", []),
+        )
+        if axis is None:
+            findings.error(
+                ("spec", "tuning", "parameters", name),
+                "tuning-grid",
+                f"the grid algorithm needs a `step` for double parameter `{name}`",
+            )
+            return
+        combinations *= len(axis)
+    trials = tuning.get("maxTrials", DEFAULT_MAX_TRIALS)
+    if trials > combinations:
+        findings.error(
+            ("spec", "tuning", "maxTrials") if "maxTrials" in tuning else ("spec", "tuning"),
+            "tuning-grid",
+            f"{trials} trials are more than the {combinations} points of the grid;"
+            " Katib's optuna service rejects that: lower `maxTrials` or refine the grid",
+        )
+
+
+def _check_cmaes(spaces: dict[str, dict[str, Any]], findings: Findings) -> None:
+    """goptuna's CMA-ES needs two numeric dimensions and samples lists outside CMA-ES.
+
+    kubeflow/katib v0.19.0 pkg/suggestion/v1beta1/goptuna/service.go:187-197; c-bata/goptuna
+    v0.8.0 cmaes/sampler.go (supportedSearchSpace) leaves the others to a random sampler.
+    """
+    numeric = [n for n, s in spaces.items() if s["type"] in ("int", "double")]
+    if len(numeric) < 2:
+        findings.error(
+            ("spec", "tuning", "parameters"),
+            "tuning-algorithm",
+            "cmaes needs at least two int or double parameters; Katib's goptuna service"
+            f" rejects {len(numeric) or 'none'}",
+        )
+    for name, space in spaces.items():
+        if space["type"] in ("categorical", "discrete"):
+            findings.warning(
+                ("spec", "tuning", "parameters", name, "type"),
+                "tuning-algorithm",
+                f"cmaes tunes only int and double parameters: `{name}` ({space['type']}) is"
+                " sampled at random, outside CMA-ES",
+            )
+
+
+def _check_hyperband(
+    tuning: dict[str, Any], spaces: dict[str, dict[str, Any]], findings: Findings
+) -> None:
+    """The rules of Katib's hyperband service (hyperband/service.py:251-297)."""
+    path = ("spec", "tuning", "algorithm")
+    settings = tuning["algorithm"].get("settings", {})
+    if settings.get("resource_name") not in spaces:
+        findings.error(
+            (*path, "settings", "resource_name") if "resource_name" in settings else path,
+            "tuning-algorithm",
+            "hyperband needs `settings.resource_name` naming a tuned parameter"
+            " (the budget, e.g. epochs)",
+        )
+    if "r_l" not in settings:
+        findings.error(
+            path,
+            "tuning-algorithm",
+            "hyperband needs `settings.r_l`, the largest budget a trial gets (e.g. 9)",
+        )
+        return
+    try:
+        budget = float(setting_text(settings["r_l"]))
+    except ValueError:
+        budget = math.nan
+    if not budget > 0:
+        findings.error(
+            (*path, "settings", "r_l"),
+            "tuning-setting",
+            f"`r_l` must be a number greater than 0, not `{setting_text(settings['r_l'])}`",
+        )
+        return
+    eta = 3
+    if "eta" in settings:
+        text = setting_text(settings["eta"])
+        try:
+            eta = int(float(text))
+        except (ValueError, OverflowError):
+            findings.error(
+                (*path, "settings", "eta"),
+                "tuning-setting",
+                f"`eta` must be a number, not `{text}`",
+            )
+            return
+        if eta == 1:
+            findings.error(
+                (*path, "settings", "eta"),
+                "tuning-setting",
+                f"`eta` {text} is 1 once Katib's hyperband truncates it to a whole number,"
+                " which it cannot divide by; use 2 or more",
+            )
+            return
+        if eta <= 0:
+            findings.warning(
+                (*path, "settings", "eta"),
+                "tuning-setting",
+                f"`eta` {text} is not positive; Katib's hyperband uses 3 instead",
+            )
+            eta = 3
+    brackets = int(math.log(budget) / math.log(eta))
+    needed = math.ceil(eta**brackets)
+    parallel = tuning.get("parallelTrials", DEFAULT_PARALLEL_TRIALS)
+    if parallel < needed:
+        findings.error(
+            ("spec", "tuning", "parallelTrials") if "parallelTrials" in tuning else path,
+            "tuning-counts",
+            f"hyperband with r_l {setting_text(settings['r_l'])} and eta {eta} runs {needed}"
+            f" trials at once in its first bracket; Katib rejects `parallelTrials` {parallel}:"
+            f" set it to at least {needed}",
+        )

@@ -137,6 +137,7 @@ class Tuning:
     max_trials: int = DEFAULT_MAX_TRIALS
     parallel_trials: int = DEFAULT_PARALLEL_TRIALS
     max_failed_trials: int = DEFAULT_MAX_FAILED_TRIALS
+    revision: int | str | None = None  # bumped by hand to start a new Experiment
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def _tuning(raw: dict[str, Any], metrics: tuple[Metric, ...]) -> Tuning:
         max_trials=raw.get("maxTrials", DEFAULT_MAX_TRIALS),
         parallel_trials=raw.get("parallelTrials", DEFAULT_PARALLEL_TRIALS),
         max_failed_trials=raw.get("maxFailedTrials", DEFAULT_MAX_FAILED_TRIALS),
+        revision=raw.get("revision"),
     )
 
 

@@ -3,14 +3,17 @@
 Every trial is one `kfg run` of the pipeline with the trial's values, through the same
 engine and cache, so steps that do not read a tuned parameter run once for the whole
 study. The search space means what it means to Katib (int and double ranges with a step
-and a uniform or log-uniform distribution, categorical and discrete lists), and Katib's
-algorithm names map to Optuna samplers; an algorithm or distribution with no faithful
-local equivalent is an error rather than a silent substitute. The study lives in SQLite
-under the cache directory, so an interrupted tuning resumes where it stopped.
+and a uniform or log-uniform distribution, categorical and discrete lists), and each Katib
+algorithm becomes the Optuna sampler configured as the Katib service that runs it would be,
+setting by setting (`LOCAL_SETTINGS`). A setting without a faithful local equivalent runs
+with the closest option and a warning (`local_notes`); an algorithm or distribution with
+none is an error rather than a silent substitute. The study lives in SQLite under the cache
+directory, so an interrupted tuning resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import warnings
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg.analysis.dataflow import Flow
+from kfg.config.algorithms import grid_axis, setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.engine.cache import Cache
 from kfg.engine.runner import Engine, RunSummary
@@ -50,6 +54,7 @@ class TuneSummary:
     trials: list[TrialResult] = field(default_factory=list)
     new_trials: int = 0
     plots: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # where the local study differs from Katib
 
     @property
     def best(self) -> TrialResult | None:
@@ -82,53 +87,192 @@ class TuneSummary:
                 for t in self.trials
             ],
             "plots": self.plots,
+            "notes": self.notes,
         }
 
 
-def _grid_values(space: SearchSpace, parameter_type: str) -> list[Any]:
-    if space.type in ("categorical", "discrete"):
-        return list(space.values)
-    assert space.min is not None and space.max is not None
-    if space.type == "int":
-        step = int(space.step or 1)
-        return list(range(int(space.min), int(space.max) + 1, step))
-    if space.step is None:
+def _grid_values(space: SearchSpace) -> list[Any]:
+    """The points Katib's grid tries for one parameter (kfg.config.algorithms.grid_axis)."""
+    axis = grid_axis(space.type, space.min, space.max, space.step, space.values)
+    if axis is None:
         raise TuneError(f"grid needs a `step` for double parameter `{space.name}`")
-    count = math.floor((space.max - space.min) / space.step + 1e-9) + 1
-    return [round(space.min + i * space.step, 12) for i in range(count)]
+    if space.type == "double":
+        return [round(float(v), 12) for v in axis]  # 0.30000000000000004 is 0.3 to a reader
+    return axis
 
 
-def sampler(tuning: Tuning, types: dict[str, str]) -> Any:
-    """The Optuna sampler for a Katib algorithm name and its settings."""
+@dataclass(frozen=True)
+class LocalSetting:
+    """How `kfg tune` runs one Katib algorithm setting on Optuna."""
+
+    optuna: str  # the Optuna option it becomes
+    faithful: bool  # the same quantity with the same meaning; otherwise kfg warns
+    why: str  # what Katib's service does with it, and where the two differ
+
+
+# Setting by setting, what each algorithm's settings mean in Katib v0.19.0 (read in the
+# service that runs the algorithm, see kfg.config.algorithms) and in the local Optuna study.
+# A setting that is not `faithful` still runs, and `kfg tune` says how it differs.
+LOCAL_SETTINGS: dict[tuple[str, str], LocalSetting] = {
+    ("random", "random_state"): LocalSetting(
+        "RandomSampler(seed)", True, "seeds the sampler (the random streams differ)"
+    ),
+    ("tpe", "gamma"): LocalSetting(
+        "TPESampler(gamma=n -> min(ceil(gamma * sqrt(n)), 25))",
+        True,
+        "hyperopt 0.2.5 tpe.py:639 splits the best ceil(gamma * sqrt(n)) of n trials, at most"
+        " 25, from the rest; Optuna's gamma is that function",
+    ),
+    ("tpe", "prior_weight"): LocalSetting(
+        "TPESampler(prior_weight)", True, "the weight of the prior in both Parzen estimators"
+    ),
+    ("tpe", "n_EI_candidates"): LocalSetting(
+        "TPESampler(n_ei_candidates)", True, "candidates drawn to maximise expected improvement"
+    ),
+    ("tpe", "random_state"): LocalSetting(
+        "TPESampler(seed)", True, "seeds the sampler (the random streams differ)"
+    ),
+    ("multivariate-tpe", "n_startup_trials"): LocalSetting(
+        "TPESampler(n_startup_trials)", True, "random trials before TPE starts"
+    ),
+    ("multivariate-tpe", "n_ei_candidates"): LocalSetting(
+        "TPESampler(n_ei_candidates)", True, "candidates drawn to maximise expected improvement"
+    ),
+    ("multivariate-tpe", "random_state"): LocalSetting(
+        "TPESampler(seed)", True, "Katib's optuna service passes it as the seed, as kfg does"
+    ),
+    ("grid", "random_state"): LocalSetting(
+        "GridSampler(seed)", True, "the order in which the grid is walked"
+    ),
+    ("cmaes", "random_state"): LocalSetting(
+        "CmaEsSampler(seed)", True, "seeds CMA-ES (the random streams differ)"
+    ),
+    ("cmaes", "sigma"): LocalSetting(
+        "CmaEsSampler(sigma0=sigma / smallest range)",
+        False,
+        "goptuna measures the initial step size in the parameters' own units, Optuna"
+        " relative to each parameter's range; the two agree only for the narrowest parameter",
+    ),
+    ("cmaes", "restart_strategy"): LocalSetting(
+        "none (Optuna 4.4 dropped CMA-ES restarts)",
+        False,
+        "goptuna restarts CMA-ES with a doubled population (ipop, bipop); Optuna no longer"
+        " restarts, so the local search runs without restarts",
+    ),
+    ("bayesianoptimization", "base_estimator"): LocalSetting(
+        "GPSampler (a Gaussian process)",
+        False,
+        "skopt's GP is Optuna's GPSampler; RF, ET and GBRT surrogates have no Optuna"
+        " equivalent, so a Gaussian process is used",
+    ),
+    ("bayesianoptimization", "n_initial_points"): LocalSetting(
+        "GPSampler(n_startup_trials)", True, "random trials before the surrogate is fitted"
+    ),
+    ("bayesianoptimization", "acq_func"): LocalSetting(
+        "log expected improvement (GPSampler's only acquisition)",
+        False,
+        "EI matches; gp_hedge, LCB, PI, EIps and PIps have no Optuna equivalent",
+    ),
+    ("bayesianoptimization", "acq_optimizer"): LocalSetting(
+        "none", False, "GPSampler optimises its acquisition function its own way"
+    ),
+    ("bayesianoptimization", "random_state"): LocalSetting(
+        "GPSampler(seed)", True, "seeds the sampler (the random streams differ)"
+    ),
+}
+# Faithful whichever value: the same option with the same meaning.
+_FAITHFUL_VALUES: dict[tuple[str, str], frozenset[str]] = {
+    ("cmaes", "restart_strategy"): frozenset({"none"}),
+    ("bayesianoptimization", "base_estimator"): frozenset({"GP"}),
+    ("bayesianoptimization", "acq_func"): frozenset({"EI"}),
+}
+HYPEROPT_GAMMA = 0.25  # hyperopt 0.2.5 tpe.py:796, Katib's default for tpe
+HYPEROPT_GAMMA_CAP = 25  # hyperopt 0.2.5 tpe.py:36 (DEFAULT_LF), the cap on the best trials
+
+
+def local_notes(tuning: Tuning) -> list[str]:
+    """What the local study does differently from Katib, one sentence per setting."""
+    notes = []
+    for name, value in tuning.algorithm_settings.items():
+        text = setting_text(value)
+        local = LOCAL_SETTINGS.get((tuning.algorithm, name))
+        if local is None:
+            notes.append(
+                f"`{name}` has no meaning for Katib's {tuning.algorithm} and is ignored here too"
+            )
+        elif not local.faithful and text not in _FAITHFUL_VALUES.get(
+            (tuning.algorithm, name), frozenset()
+        ):
+            notes.append(f"`{name}: {text}` runs as {local.optuna} locally: {local.why}")
+    if tuning.early_stopping:
+        notes.append(
+            f"early stopping ({tuning.early_stopping}) is not applied locally: a local trial"
+            " reports its metrics once, when its steps finish"
+        )
+    return notes
+
+
+def _hyperopt_gamma(gamma: float, n: int) -> int:
+    """How many of `n` trials hyperopt's TPE counts as good (tpe.py:639, ap_split_trials)."""
+    return min(math.ceil(gamma * math.sqrt(n)), HYPEROPT_GAMMA_CAP)
+
+
+def sampler(tuning: Tuning, types: dict[str, str], parallel: int | None = None) -> Any:
+    """The Optuna sampler that runs the Katib algorithm as its service would.
+
+    `parallel` is how many trials start at once; Katib's tpe makes its first batch random
+    (hyperopt/base_service.py:286-300 passes n_startup_jobs=current_request_number).
+    """
     import optuna
 
-    settings = dict(tuning.algorithm_settings)
-    seed = settings.get("random_state")
-    seed = int(seed) if seed is not None else None
+    settings = {k: setting_text(v) for k, v in tuning.algorithm_settings.items()}
+    seed = int(settings["random_state"]) if "random_state" in settings else None
     name = tuning.algorithm
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        grid = {s.name: _grid_values(s, types[s.name]) for s in tuning.parameters}
+        grid = {s.name: _grid_values(s) for s in tuning.parameters}
         return optuna.samplers.GridSampler(grid, seed=seed)
-    if name in ("tpe", "multivariate-tpe"):
-        options: dict[str, Any] = {"seed": seed, "multivariate": name == "multivariate-tpe"}
-        if "n_startup_trials" in settings:
-            options["n_startup_trials"] = int(settings["n_startup_trials"])
-        if "n_ei_candidates" in settings:
-            options["n_ei_candidates"] = int(settings["n_ei_candidates"])
-        return optuna.samplers.TPESampler(**options)
+    if name == "tpe":
+        gamma = float(settings.get("gamma", HYPEROPT_GAMMA))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # gamma, prior_weight: Optuna 4.9+
+            return optuna.samplers.TPESampler(
+                n_startup_trials=parallel or tuning.parallel_trials,
+                n_ei_candidates=int(settings.get("n_EI_candidates", 24)),
+                prior_weight=float(settings.get("prior_weight", 1.0)),
+                gamma=functools.partial(_hyperopt_gamma, gamma),
+                seed=seed,
+                multivariate=False,
+                constant_liar=False,
+            )
+    if name == "multivariate-tpe":
+        # optuna/service.py:79-85, 113-116: Katib's optuna service adds both options.
+        return optuna.samplers.TPESampler(
+            n_startup_trials=int(settings.get("n_startup_trials", 10)),
+            n_ei_candidates=int(settings.get("n_ei_candidates", 24)),
+            seed=seed,
+            multivariate=True,
+            constant_liar=True,
+        )
     if name == "cmaes":
-        cma: dict[str, Any] = {"seed": seed}
+        # goptuna/converter.go:42: no random start-up trials.
+        cma: dict[str, Any] = {"seed": seed, "n_startup_trials": 0}
         if "sigma" in settings:
-            cma["sigma0"] = float(settings["sigma"])
-        if "restart_strategy" in settings:
-            cma["restart_strategy"] = str(settings["restart_strategy"])
-        return optuna.samplers.CmaEsSampler(**cma)
+            ranges = [
+                float(s.max) - float(s.min)
+                for s in tuning.parameters
+                if s.type in ("int", "double") and s.min is not None and s.max is not None
+            ]
+            cma["sigma0"] = float(settings["sigma"]) / (min(ranges) if ranges else 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # sigma0: Optuna 4.9+
+            return optuna.samplers.CmaEsSampler(**cma)
     if name == "sobol":
+        # goptuna/converter.go:93-94: an unscrambled Sobol sequence, no setting read.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
+            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=False)
     if name == "bayesianoptimization":
         try:
             import torch  # noqa: F401  (Optuna's Gaussian-process sampler needs it)
@@ -137,7 +281,9 @@ def sampler(tuning: Tuning, types: dict[str, str]) -> Any:
                 "bayesianoptimization runs locally with Optuna's Gaussian-process sampler,"
                 " which needs PyTorch (pip install torch); or use tpe"
             ) from None
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=int(settings.get("n_initial_points", 10))
+        )
     raise TuneError(
         f"`{name}` has no local equivalent: Katib's hyperband allocates a resource across"
         " brackets of trials, which a single local study does not model; use tpe or random"
@@ -181,6 +327,8 @@ def study_name(pipeline: Pipeline) -> str:
         "settings": tuning.algorithm_settings,
         "parameters": [vars(s) for s in tuning.parameters],
     }
+    if tuning.revision is not None:  # bumping it starts afresh, as in the cluster
+        fixed["revision"] = str(tuning.revision)
     return f"{pipeline.name}-{content_hash(fixed)}"
 
 
@@ -203,7 +351,8 @@ def tune(
     if tuning is None:
         raise TuneError("kale.yaml has no spec.tuning")
     types = {p.name: p.type_name for p in pipeline.parameters}
-    chosen = sampler(tuning, types)
+    at_once = parallel or tuning.parallel_trials
+    chosen = sampler(tuning, types, at_once)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache.root.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(cache.root / 'studies.db').resolve()}"
@@ -215,7 +364,7 @@ def tune(
         direction="maximize" if tuning.goal_type == "maximize" else "minimize",
         load_if_exists=True,
     )
-    summary = TuneSummary(name, tuning.metric, tuning.goal_type)
+    summary = TuneSummary(name, tuning.metric, tuning.goal_type, notes=local_notes(tuning))
     summary.trials = [_result(t) for t in study.trials if t.state.is_finished()]
     wanted = trials if trials is not None else tuning.max_trials
     remaining = max(0, wanted - sum(t.state == "COMPLETE" for t in summary.trials))
@@ -263,7 +412,7 @@ def tune(
         study.optimize(
             objective,
             n_trials=remaining,
-            n_jobs=parallel or tuning.parallel_trials,
+            n_jobs=at_once,
             callbacks=[after],
             catch=(RuntimeError,),
         )

@@ -54,6 +54,7 @@ LAUNCHER_FILE = f"{RELEASE_STAGE}/launcher.yaml"
 EXPERIMENT_FILE = f"{RELEASE_STAGE}/experiment.yaml"
 RUN_FILE = f"{RELEASE_STAGE}/run.yaml"
 IR_FILE = "pipeline.ir.yaml"
+TUNING_IR_FILE = "tuning.ir.yaml"
 PIPELINE_LABEL = "kfg.dev/pipeline"
 # Annotations meant for kale.yaml itself (kpt's local-config) must not reach the cluster.
 PRIVATE_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/")
@@ -127,6 +128,18 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     compiled = compile_pipeline(pipeline, flow, notebook)
     objects = _objects(compiled.manifests, pipeline, source, notebook_path)
     top = header(source)
+    tuned: tuple[str, tuple[str, ...]] | None = None  # the trials' version and its steps
+    tuning_ir: list[dict[str, Any]] = []
+    if pipeline.tuning is not None:
+        cut = katib.scope(pipeline, flow)
+        tuned = (compiled.version, cut.steps)
+        if not cut.whole:
+            base = katib.tuning_version_base(pipeline.name)
+            part = compile_pipeline(cut.pipeline, cut.flow, notebook, version_base=base)
+            versions = [m for m in part.manifests if m["kind"] == "PipelineVersion"]
+            objects += _objects(versions, pipeline, source, notebook_path)
+            tuned = (part.version, cut.steps)
+            tuning_ir = part.ir
     package = Package()
     stages: dict[str, list[str]] = {PIPELINE_STAGE: [], RELEASE_STAGE: []}
 
@@ -146,8 +159,8 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
         access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
         add(LAUNCHER_FILE, access)
         objects += access
-    if pipeline.tuning is not None:
-        tuning = katib.experiment(pipeline, compiled.version, labels)
+    if tuned is not None:
+        tuning = katib.experiment(pipeline, tuned[0], labels, tuned[1])
         add(EXPERIMENT_FILE, [tuning])
         objects.append(tuning)
     if pipeline.launcher.run_on_sync:
@@ -161,6 +174,14 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
         f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"
     )
     package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
+    ignored = [IR_FILE]
+    if tuning_ir and tuned is not None:
+        note = (
+            "# The steps Katib trials run (the tuning version), as Kubeflow's IR, for"
+            f" installations that\n# upload pipelines through the API. Version: {tuned[0]}\n"
+        )
+        package.add(TUNING_IR_FILE, dump_all([sorted_keys(d) for d in tuning_ir], top + note))
+        ignored.append(TUNING_IR_FILE)
     package.add(KUSTOMIZATION, kustomization(list(STAGES), source))
     package.add(
         KPTFILE,
@@ -170,7 +191,8 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
             source,
         ),
     )
-    package.add(KRMIGNORE, top + f"# Not Kubernetes objects: kpt must not read them.\n{IR_FILE}\n")
+    listed = "".join(f"{name}\n" for name in ignored)
+    package.add(KRMIGNORE, top + f"# Not Kubernetes objects: kpt must not read them.\n{listed}")
     return Rendered(pipeline, compiled.version, source, objects, package)
 
 

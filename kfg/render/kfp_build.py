@@ -247,10 +247,14 @@ def _on_short_stack(function: Callable[[], T]) -> T:
     return outcome[0]
 
 
-def compile_pipeline(pipeline: Pipeline, flow: Flow, notebook: Notebook) -> Compiled:
+def compile_pipeline(
+    pipeline: Pipeline, flow: Flow, notebook: Notebook, *, version_base: str | None = None
+) -> Compiled:
+    """Compile; the version is `<version_base>-<hash of the IR>` (`version_base` defaults to
+    the pipeline's name; Katib's tuning version uses its own)."""
     graph, components = _on_short_stack(lambda: build_graph(pipeline, flow, notebook))
     ir = intermediate_representation(graph)
-    version = versioned(pipeline.name, content_hash(ir))
+    version = versioned(version_base or pipeline.name, content_hash(ir))
     options = KubernetesManifestOptions(
         pipeline_name=pipeline.name,
         pipeline_display_name=pipeline.name,

@@ -14,12 +14,12 @@ import pytest
 
 from kfg.config.model import SearchSpace, Tuning
 from kfg.engine.cache import Cache
-from kfg.engine.tuning import TuneError, sampler, suggest, tune
+from kfg.engine.tuning import LOCAL_SETTINGS, TuneError, local_notes, sampler, suggest, tune
 from tests.pipelines import make, messages
 
 TUNING = {
     "objective": {"metric": "score", "type": "maximize"},
-    "algorithm": {"name": "tpe", "settings": {"random_state": 7, "n_startup_trials": 2}},
+    "algorithm": {"name": "tpe", "settings": {"random_state": 7, "n_EI_candidates": 8}},
     "maxTrials": 6,
     "parallelTrials": 2,
     "parameters": {
@@ -110,6 +110,56 @@ def test_katib_algorithms_map_to_optuna_samplers(name: str, kind: type) -> None:
     assert isinstance(sampler(_tuning(name, random_state=1), {"x": "float"}), kind)
 
 
+def test_hyperopts_tpe_runs_as_katib_runs_it() -> None:
+    # hyperopt 0.2.5 hyperopt/tpe.py:639 (n_below = min(ceil(gamma * sqrt(n)), 25)) and
+    # kubeflow/katib v0.19.0 pkg/suggestion/v1beta1/hyperopt/base_service.py:286-300
+    # (n_startup_jobs is the number of trials Katib asks for at once)
+    tpe = sampler(
+        _tuning("tpe", gamma=0.5, prior_weight=2.0, n_EI_candidates=32, random_state=1),
+        {"x": "float"},
+        parallel=4,
+    )
+    assert [tpe._gamma(n) for n in (1, 16, 100, 10_000)] == [1, 2, 5, 25]
+    assert tpe._n_startup_trials == 4 and tpe._n_ei_candidates == 32
+    assert tpe._parzen_estimator_parameters.prior_weight == 2.0
+    assert tpe._multivariate is False and tpe._constant_liar is False
+    default = sampler(_tuning("tpe"), {"x": "float"})
+    hyperopt = optuna.samplers._tpe.sampler.hyperopt_default_gamma
+    assert all(default._gamma(n) == hyperopt(n) for n in range(1, 2000))
+    assert default._n_startup_trials == 3  # parallelTrials' default
+
+
+def test_katibs_optuna_service_options_are_kept() -> None:
+    # kubeflow/katib v0.19.0 pkg/suggestion/v1beta1/optuna/service.py:79-85, 105-116
+    tpe = sampler(_tuning("multivariate-tpe", n_startup_trials=5, n_ei_candidates=9), {})
+    assert tpe._multivariate is True and tpe._constant_liar is True
+    assert tpe._n_startup_trials == 5 and tpe._n_ei_candidates == 9
+
+
+def test_settings_without_a_faithful_equivalent_are_said_so() -> None:
+    assert local_notes(_tuning("tpe", gamma=0.3, random_state=2)) == []
+    [sigma] = local_notes(_tuning("cmaes", sigma=0.5, restart_strategy="none"))
+    assert sigma.startswith("`sigma: 0.5` runs as CmaEsSampler(sigma0=sigma / smallest range)")
+    [restart] = local_notes(_tuning("cmaes", restart_strategy="ipop"))
+    assert "without restarts" in restart
+    assert local_notes(_tuning("bayesianoptimization", base_estimator="GP", acq_func="EI")) == []
+    [forest] = local_notes(_tuning("bayesianoptimization", base_estimator="RF"))
+    assert "have no Optuna equivalent" in forest
+    [ignored] = local_notes(_tuning("sobol", random_state=3))
+    assert "ignored here too" in ignored
+    cma = sampler(_tuning("cmaes", sigma=0.25), {"x": "float"})
+    assert cma._sigma0 == 0.25 and cma._n_startup_trials == 0  # x spans 1.0
+
+
+def test_every_setting_katib_accepts_has_a_documented_local_meaning() -> None:
+    from kfg.config.algorithms import ALGORITHMS
+
+    accepted = {
+        (a.name, s) for a in ALGORITHMS.values() if a.name != "hyperband" for s in a.settings
+    }
+    assert accepted == set(LOCAL_SETTINGS)
+
+
 def test_algorithms_without_a_local_equivalent_are_errors() -> None:
     with pytest.raises(TuneError, match="hyperband"):
         sampler(_tuning("hyperband"), {"x": "float"})
@@ -131,7 +181,7 @@ def test_search_space_semantics() -> None:
 
 
 def test_cli_json(tmp_path: Path) -> None:
-    _pipeline(tmp_path)
+    _pipeline(tmp_path, {**TUNING, "earlyStopping": {"name": "medianstop"}})
     result = subprocess.run(
         [sys.executable, "-m", "kfg", "tune", "kale.yaml", "--trials", "3", "--json"],
         capture_output=True,
@@ -143,4 +193,6 @@ def test_cli_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["new_trials"] == 3 and summary["best"]["params"]
+    assert "kfg: warning: early stopping (medianstop) is not applied locally" in result.stderr
+    assert summary["notes"] and "medianstop" in summary["notes"][0]
     assert result.stderr.count("COMPLETE") == 3
