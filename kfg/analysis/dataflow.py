@@ -18,6 +18,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from kfg.analysis.graph import find_cycle
 from kfg.analysis.scopes import CodeFacts, Event, Kind, code_facts
 from kfg.analysis.source import parse_cell
 from kfg.config.model import Pipeline
@@ -40,6 +41,7 @@ class Problem:
     code: str
     message: str
     step: str | None  # None: the prelude
+    field: str = "cells"  # the key of the step's kale.yaml entry the problem is about
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,10 @@ class _Analysis:
         self.prelude_parameters: set[str] = set()
         self.notebook = notebook
 
-    def problem(self, severity: Severity, code: str, message: str, step: str | None) -> None:
-        self.problems.append(Problem(severity, code, message, step))
+    def problem(
+        self, severity: Severity, code: str, message: str, step: str | None, field: str = "cells"
+    ) -> None:
+        self.problems.append(Problem(severity, code, message, step, field))
 
     def run(self) -> Flow:
         self._prelude()
@@ -297,7 +301,42 @@ class _Analysis:
                     ),
                 )
             )
+        self._check_cycles(flows, edges)
         return Flow(tuple(flows), tuple(edges), tuple(self.problems))
+
+    def _check_cycles(self, flows: list[StepFlow], edges: list[Edge]) -> None:
+        """`after:` pointing at a later step that reads this one's data waits for ever."""
+        cycle = find_cycle({f.name: f.upstream for f in flows})
+        if cycle is None:
+            return
+        by_pair = {(e.target, e.source): e for e in edges}
+        links = []
+        for waiting, awaited in zip(cycle, [*cycle[1:], cycle[0]], strict=True):
+            variables = by_pair[(waiting, awaited)].variables
+            if variables:
+                names = ", ".join(f"`{v}`" for v in variables)
+                links.append(f"`{waiting}` reads {names} from `{awaited}`")
+            else:
+                links.append(f"`{waiting}` runs after `{awaited}` (after:)")
+        blamed = next(
+            (
+                w
+                for w, a in zip(cycle, [*cycle[1:], cycle[0]], strict=True)
+                if not by_pair[(w, a)].variables
+            ),
+            cycle[0],
+        )
+        self.problem(
+            Severity.ERROR,
+            "cycle",
+            "steps wait for each other in a cycle: "
+            + " -> ".join([*cycle, cycle[0]])
+            + " ("
+            + "; ".join(links)
+            + ")",
+            blamed,
+            field="after",
+        )
 
 
 def upstream_of(flow: Flow, names: Iterable[str]) -> tuple[str, ...]:

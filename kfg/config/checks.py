@@ -13,6 +13,7 @@ import math
 import re
 from typing import Any
 
+from kfg.analysis.graph import find_cycle
 from kfg.analysis.parameters import Parameter, parse_parameters, python_type
 from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.algorithms import (
@@ -68,7 +69,7 @@ def check_steps(spec: dict[str, Any], findings: Findings, cellmap: CellMap | Non
                 )
             else:
                 graph[step["name"]].append(target)
-    cycle = _find_cycle(graph)
+    cycle = find_cycle(graph)
     if cycle:
         index = first_at[cycle[0]]
         findings.error(
@@ -91,33 +92,6 @@ def check_steps(spec: dict[str, Any], findings: Findings, cellmap: CellMap | Non
                 f" listed above it (cell {previous[1]}); list steps in notebook order",
             )
         previous = (step["name"], cells[0])
-
-
-def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in the `after` graph, as the list of its nodes, or None."""
-    state: dict[str, int] = {}
-    for root in graph:
-        if state.get(root):
-            continue
-        stack: list[tuple[str, int]] = [(root, 0)]
-        trail: list[str] = []
-        while stack:
-            node, i = stack.pop()
-            if i == 0:
-                state[node] = 1
-                trail.append(node)
-            edges = graph.get(node, [])
-            if i < len(edges):
-                stack.append((node, i + 1))
-                nxt = edges[i]
-                if state.get(nxt) == 1:
-                    return trail[trail.index(nxt) :]
-                if not state.get(nxt):
-                    stack.append((nxt, 0))
-            else:
-                state[node] = 2
-                trail.pop()
-    return None
 
 
 def parameters_of(

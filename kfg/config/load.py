@@ -260,7 +260,7 @@ def _report(problem: Problem, steps: dict[str, int], findings: Findings) -> None
     where = (
         ("spec", "prelude")
         if problem.step is None
-        else ("spec", "steps", steps[problem.step], "cells")
+        else ("spec", "steps", steps[problem.step], problem.field)
     )
     findings.add(problem.severity, where, problem.code, problem.message)
 

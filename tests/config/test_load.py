@@ -516,3 +516,26 @@ def test_quantities_kubernetes_cannot_hold_are_refused(
     else:
         assert [(line, code) for line, _, code, _ in found] == [(27, "invalid-value")]
         assert error in found[0][3]
+
+
+def test_after_against_the_data_flow_is_a_cycle_named_on_its_line(tmp_path: Path) -> None:
+    from tests.pipelines import make
+
+    result = make(
+        tmp_path,
+        [("code", "x = 1"), ("code", "y = x + 1"), ("code", "z = y * 2")],
+        [
+            {"name": "a", "cells": [1], "after": ["c"]},
+            {"name": "b", "cells": [2]},
+            {"name": "c", "cells": [3]},
+        ],
+    )
+    assert not result.ok and result.pipeline is not None  # found by the data-flow analysis
+    [cycle] = [d for d in result.diagnostics if d.code == "cycle"]
+    assert cycle.message == (
+        "steps wait for each other in a cycle: a -> c -> b -> a (`a` runs after `c` (after:);"
+        " `c` reads `y` from `b`; `b` reads `x` from `a`)"
+    )
+    text = (tmp_path / "kale.yaml").read_text().splitlines()
+    after = next(i for i, line in enumerate(text, start=1) if "after" in line)
+    assert cycle.line in (after, after + 1)  # the `after` entry of step `a`

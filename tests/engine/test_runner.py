@@ -175,14 +175,22 @@ def test_a_re_executed_step_reports_and_caches_its_fresh_result(
 
 
 def test_steps_that_can_never_start_end_the_run_instead_of_spinning(tmp_path: Path) -> None:
+    import dataclasses
+
     result = make(
         tmp_path,
         [("code", "x = 1"), ("code", "y = x + 1")],
-        [{"name": "a", "cells": [1], "after": ["b"]}, {"name": "b", "cells": [2]}],
+        [{"name": "a", "cells": [1]}, {"name": "b", "cells": [2]}],
     )
+    assert result.ok, messages(result)
+    # Validation refuses cycles; the scheduler must still never spin on one it is given.
+    flow = result.flow
+    assert flow is not None
+    a, b = flow.steps
+    cyclic = dataclasses.replace(flow, steps=(dataclasses.replace(a, upstream=("b",)), b))
     engine = Engine(
-        result.pipeline,  # type: ignore[attr-defined]
-        result.flow,  # type: ignore[attr-defined]
+        result.pipeline,  # type: ignore[arg-type]
+        cyclic,
         result.notebook,  # type: ignore[attr-defined]
         Cache(tmp_path / ".kfg"),
         jobs=1,
