@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kfg.config.model import Pipeline
+from kfg.errors import KfgError
 from kfg.upstream import EXTERNAL_SNAPSHOTTER, KATIB, KFP
 
 OK, MISSING, WARN, UNKNOWN = "ok", "missing", "warn", "unknown"
@@ -69,7 +70,7 @@ ISTIO_LABELS = ("istio-injection", "istio.io/rev")
 ISTIO_ROOT = "istio-system"
 
 
-class DoctorError(Exception):
+class DoctorError(KfgError):
     """The cluster cannot be asked at all; the message says why."""
 
 

@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from kfg.errors import KfgError
+
 _KINDS = {
     stat.S_IFIFO: "a named pipe",
     stat.S_IFCHR: "a character device",
@@ -21,7 +23,7 @@ _KINDS = {
 }
 
 
-class InputFileError(Exception):
+class InputFileError(KfgError):
     """The file cannot be read as input; `code` says why for findings and results."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfg.errors import KfgError
+
 MARKER = "<!-- kfg-pr-summary -->"
 CALLED_OUT = {"PipelineVersion", "Experiment", "VolumeSnapshot"}
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
 
-class DiffError(Exception):
+class DiffError(KfgError):
     """The base revision cannot be read; the message says why."""
 
 

@@ -21,12 +21,13 @@ from typing import Any
 from kfg.analysis.dataflow import Flow
 from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.model import Pipeline
+from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
 
 NOTEBOOK_FORMAT = (4, 5)
 
 
-class RestoreError(Exception):
+class RestoreError(KfgError):
     """The step's inputs cannot be found; the message says which and where."""
 
 

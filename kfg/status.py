@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kfg.errors import KfgError
+
 GROUP = "kubeflow.org"
 VERSION = "v1beta1"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -18,7 +20,7 @@ TRIAL_STATES = ("Created", "Running", "Succeeded", "Failed", "Killed", "EarlySto
 FINISHED = ("Succeeded", "Failed")
 
 
-class StatusError(Exception):
+class StatusError(KfgError):
     """The experiment cannot be read; the message says why."""
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from kfg.errors import KfgError
+
 Path = tuple[str | int, ...]
 
 MAX_BYTES = 1 << 20
@@ -35,7 +37,7 @@ class Pos:
     column: int
 
 
-class YamlError(Exception):
+class YamlError(KfgError):
     """A document that cannot be loaded, with the position that explains why."""
 
     def __init__(self, message: str, pos: Pos | None = None) -> None:

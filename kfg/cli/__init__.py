@@ -28,6 +28,8 @@ from kfg.cli import (
     tune,
     validate,
 )
+from kfg.cli.crashlog import write_crash_log
+from kfg.errors import EXIT_BUG, KfgError
 
 app = typer.Typer(
     name="kfg",
@@ -72,15 +74,21 @@ app.add_typer(fn.app, name="fn")
 
 
 def main() -> None:
-    """Entry point: a bug in kfg still ends in one clear line, never a traceback."""
+    """Entry point: expected failures end in one line and their exit status; a bug in kfg
+    ends in one line saying so (exit 3) and the traceback goes to a log, as pre-commit does."""
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("kfg: interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # pragma: no cover - reached only through bugs
+    except KfgError as exc:
+        sys.stderr.write(f"kfg: {exc}\n")
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        log = write_crash_log(exc)
         sys.stderr.write(
-            f"kfg: internal error ({type(exc).__name__}: {exc}); please report it with the"
-            " input that caused it\n"
+            f"kfg: internal error ({type(exc).__name__}): this is a bug in kfg, not in your"
+            f" input. The traceback is in {log}; please report it with the input that caused"
+            " it\n"
         )
-        sys.exit(1)
+        sys.exit(EXIT_BUG)

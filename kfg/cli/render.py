@@ -67,6 +67,7 @@ def command(
         seen[name] = result.display
 
     from kfg.render.build import aggregate, relative_to_root, render
+    from kfg.render.kfp_build import CompileRefused
     from kfg.render.package import NotOurs, diff, write
     from kfg.render.yamlout import dump_all
 
@@ -80,8 +81,8 @@ def command(
             pipeline = dataclasses.replace(pipeline, launcher=launcher)
         try:
             rendered.append(render(pipeline, result.flow, result.notebook, repo))
-        except ValueError as exc:  # kfp's compiler refusing something kfg's checks let through
-            fail(f"{result.display}: the kfp compiler refused the pipeline: {exc}")
+        except CompileRefused as exc:
+            fail(f"{result.display}: {exc}")
 
     owners: dict[tuple[str, str, str], str] = {}
     for item in rendered:
@@ -104,10 +105,7 @@ def command(
         target = output or Path("deploy") / rendered[0].pipeline.name
     else:
         label = ", ".join(sorted(relative_to_root(t, repo) for t in targets))
-        try:
-            package = aggregate(rendered, label)
-        except ValueError as exc:
-            fail(str(exc))
+        package = aggregate(rendered, label)
         target = output or Path("deploy")
 
     if check:

@@ -27,6 +27,7 @@ from typing import Any
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.engine.cache import LOG, OUTPUTS, REPORT, Cache, Entry, step_key
+from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
 
 PENDING, RUNNING, CACHED, DONE, FAILED, SKIPPED = (
@@ -39,7 +40,7 @@ PENDING, RUNNING, CACHED, DONE, FAILED, SKIPPED = (
 )
 
 
-class EngineError(Exception):
+class EngineError(KfgError):
     """The run cannot start as asked (for example `--only` a step whose inputs are not cached)."""
 
 

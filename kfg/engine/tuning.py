@@ -27,11 +27,12 @@ from kfg.config.algorithms import grid_axis, setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.engine.cache import Cache
 from kfg.engine.runner import Engine, RunSummary
+from kfg.errors import KfgError
 from kfg.names import content_hash
 from kfg.notebook.reader import Notebook
 
 
-class TuneError(Exception):
+class TuneError(KfgError):
     """The tuning spec cannot be run locally as written; the message says why."""
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kfg.diagnostics import did_you_mean
+from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
 
 _RANGE = re.compile(r"^\s*([1-9][0-9]*)\s*(?:-\s*([1-9][0-9]*)\s*)?$")
@@ -14,7 +15,7 @@ _RANGE = re.compile(r"^\s*([1-9][0-9]*)\s*(?:-\s*([1-9][0-9]*)\s*)?$")
 RefKind = Literal["position", "range", "id", "tag"]
 
 
-class CellRefError(Exception):
+class CellRefError(KfgError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

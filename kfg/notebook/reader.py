@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfg.errors import KfgError
 from kfg.inputfile import InputFileError, read_bounded
 
 MAX_NOTEBOOK_BYTES = 256 << 20
@@ -22,7 +23,7 @@ CELL_TYPES = ("code", "markdown", "raw")
 CELL_ID = re.compile(r"\A[a-zA-Z0-9-_]{1,64}\Z")
 
 
-class NotebookError(Exception):
+class NotebookError(KfgError):
     """A file that is not a notebook kfg can read; `line` is a line of the .ipynb file."""
 
     def __init__(self, message: str, line: int = 1, column: int = 1) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
+from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
 from kfg.render import gitops, katib, launcher, snapshots
 from kfg.render.package import (
@@ -202,7 +203,7 @@ def aggregate(rendered: list[Rendered], label: str) -> Package:
     names = []
     for item in sorted(rendered, key=lambda r: r.pipeline.name):
         if item.pipeline.name in STAGES:
-            raise ValueError(
+            raise KfgError(
                 f"{item.source}: a pipeline named `{item.pipeline.name}` cannot share a"
                 f" package with others: its root holds the stages {' and '.join(STAGES)}"
             )

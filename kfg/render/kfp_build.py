@@ -25,6 +25,7 @@ from kfp.dsl import HTML, Artifact, Input, Metrics, Output
 
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
+from kfg.errors import KfgError
 from kfg.names import content_hash, input_name, output_name, versioned
 from kfg.notebook.reader import Notebook
 from kfg.quantity import kfp_cpu, kfp_memory
@@ -247,11 +248,41 @@ def _on_short_stack(function: Callable[[], T]) -> T:
     return outcome[0]
 
 
+class CompileRefused(KfgError):
+    """kfp's compiler refused the pipeline for something kfg's checks let through."""
+
+
+def _raised_by_kfp(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc` is kfp's own code (not kfg's)."""
+    tb = exc.__traceback__
+    module = ""
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    return module == "kfp" or module.startswith("kfp.")
+
+
 def compile_pipeline(
     pipeline: Pipeline, flow: Flow, notebook: Notebook, *, version_base: str | None = None
 ) -> Compiled:
     """Compile; the version is `<version_base>-<hash of the IR>` (`version_base` defaults to
-    the pipeline's name; Katib's tuning version uses its own)."""
+    the pipeline's name; Katib's tuning version uses its own).
+
+    kfp refuses some input with ValueError or TypeError; that is a refusal of the user's
+    pipeline (CompileRefused, exit 1). The same exceptions from kfg's own code are bugs and
+    pass through.
+    """
+    try:
+        return _compile(pipeline, flow, notebook, version_base)
+    except (ValueError, TypeError) as exc:
+        if _raised_by_kfp(exc):
+            raise CompileRefused(f"the kfp compiler refused the pipeline: {exc}") from exc
+        raise
+
+
+def _compile(
+    pipeline: Pipeline, flow: Flow, notebook: Notebook, version_base: str | None
+) -> Compiled:
     graph, components = _on_short_stack(lambda: build_graph(pipeline, flow, notebook))
     ir = intermediate_representation(graph)
     version = versioned(version_base or pipeline.name, content_hash(ir))

@@ -16,6 +16,7 @@ from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfg.config.load import load_pipeline
+from kfg.errors import KfgError
 from kfg.names import is_dns_label
 from kfg.render import gitops
 from kfg.render.build import (
@@ -95,7 +96,7 @@ def test_aggregate_refuses_a_pipeline_named_like_a_stage(rendered: dict[str, Ren
 
     wine = rendered["wine"]
     clash = dataclasses.replace(wine, pipeline=dataclasses.replace(wine.pipeline, name="release"))
-    with pytest.raises(ValueError, match="cannot share a package"):
+    with pytest.raises(KfgError, match="cannot share a package"):
         aggregate([clash, rendered["digits"]], "examples")
 
 
@@ -281,3 +282,16 @@ def test_every_step_setting_reaches_the_pipeline_spec(tmp_path: Path) -> None:
     assert task["retryPolicy"]["maxRetryCount"] == 3
     assert task["cachingOptions"] == {}  # kfp writes enableCache only when it is true
     json_format.ParseDict(version["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+
+
+def test_kfps_refusals_are_invalid_input_and_kfgs_own_errors_stay_bugs() -> None:
+    from kfp.dsl import pipeline_task
+
+    from kfg.render.kfp_build import _raised_by_kfp
+
+    with pytest.raises(ValueError) as kfp_refusal:
+        pipeline_task.PipelineTask._validate_cpu_request_limit(None, "abc")  # type: ignore[arg-type]
+    assert _raised_by_kfp(kfp_refusal.value)
+    with pytest.raises(ValueError) as own:
+        int("not a number")
+    assert not _raised_by_kfp(own.value)
