@@ -6,11 +6,11 @@ only on the unreleased `mlmd-removal` branch), and `GET /apis/v2beta1/runs/{id}`
 `run_details.task_details` built from the Argo Workflow's nodes (`toModelTasks` in
 `backend/src/apiserver/server/api_converter.go`) without outputs (the converter's TODO) and
 without the task's own `pod_name` (`toApiPipelineTaskDetail` leaves it out;
-`child_tasks[].pod_name` holds Argo node ids, which are not pod names). Reading ML Metadata
-would mean its gRPC service and client inside every trial. The step runtime already prints
-each metric on stdout as an unmistakable line (`kfg.runtime.step.metric_line`), and the
-pod's log is the one place 2.17.0 keeps it that the launcher's ServiceAccount can be
-allowed to read with plain RBAC.
+`child_tasks[].pod_name` holds Argo node ids, not the pod names of Argo's default v2
+naming). Reading ML Metadata would mean its gRPC service and client inside every trial.
+The step runtime already prints each metric on stdout as an unmistakable line
+(`kfg.runtime.step.metric_line`), and the pod's log is the one place 2.17.0 keeps it that
+the launcher's ServiceAccount can be allowed to read with plain RBAC.
 
 Which pods: the API server labels every pod of a run `pipeline/runid=<run id>` (workflow
 `spec.podMetadata`, `backend/src/apiserver/template/v2_template.go`), and the compiler
@@ -24,9 +24,9 @@ When pods are gone: KFP 2.17.0 sets no Argo `podGC` (`backend/src/v2/compiler/ar
 sets none), so a run's pods live as long as its Workflow, which the API server deletes
 once the persistence agent reports it again after `TTL_SECONDS_AFTER_WORKFLOW_FINISH`
 (86400 s in the 2.17.0 manifests), or earlier when the pipeline sets a TTL. The launcher
-reads the logs seconds after the run succeeds. A cluster whose Argo
-`workflowDefaults` delete pods on completion leaves nothing to read: the launcher then says
-so, naming the run. A step that KFP took from its cache runs no pod and prints nothing.
+reads the logs seconds after the run succeeds. A cluster whose Argo `workflowDefaults`
+delete pods on completion leaves nothing to read: the launcher then says so, naming the
+run. A step that KFP took from its cache runs no pod and prints nothing.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +48,7 @@ ARGS = [
     "0.05",
 ]
 K8S_TOKEN = "k8s-sa-token"
+METRIC_LOG_WITHOUT = "accuracy printed by a cell: val-accuracy=0.5\n"
 
 
 @pytest.fixture
@@ -87,9 +90,6 @@ def test_the_fake_serves_exactly_the_operations_of_the_generated_client() -> Non
     assert ("GET", "/apis/v2beta1/pipelines/names/{name}") in served
     assert not [t for _, t in served if "artifact" in t]  # 2.17.0 has none
     with FakeKfp(Scenario()) as fake:
-        import urllib.error
-        import urllib.request
-
         for path in ("/apis/v2beta1/artifact_tasks", "/apis/v2beta1/artifacts/1", "/apis/v1/x"):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 urllib.request.urlopen(fake.endpoint + path, timeout=30)
@@ -156,9 +156,6 @@ def test_a_run_without_the_declared_metric_fails_naming_metric_and_run(
     )
     assert "cache" in message
     assert "Traceback" not in result.stderr
-
-
-METRIC_LOG_WITHOUT = "accuracy printed by a cell: val-accuracy=0.5\n"
 
 
 def test_pods_already_deleted_are_reported(kube: FakeKube, tmp_path: Path) -> None:
