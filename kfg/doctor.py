@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from kfg.config.model import Pipeline
 from kfg.errors import KfgError
+from kfg.render import launcher as launcher_render
 from kfg.upstream import EXTERNAL_SNAPSHOTTER, KATIB, KFP
 
 OK, MISSING, WARN, UNKNOWN = "ok", "missing", "warn", "unknown"
@@ -585,25 +586,17 @@ def _can(api: Api, namespace: str, verb: str, group: str, resource: str) -> bool
     return bool((answer.get("status") or {}).get("allowed"))
 
 
-# What the Role kfg renders for the launcher grants (kfg/render/launcher.py RULES), as
-# (verb, group, resource). Importing kfg.render would import kfp, which kfg doctor must not
-# pay for; tests/test_doctor.py fails when the two disagree.
-LAUNCHER_RULES: tuple[tuple[str, str, str], ...] = (
-    ("get", "pipelines.kubeflow.org", "pipelines"),
-    ("list", "pipelines.kubeflow.org", "pipelines"),
-    ("get", "pipelines.kubeflow.org", "pipelines/versions"),
-    ("list", "pipelines.kubeflow.org", "pipelines/versions"),
-    ("get", "pipelines.kubeflow.org", "experiments"),
-    ("list", "pipelines.kubeflow.org", "experiments"),
-    ("create", "pipelines.kubeflow.org", "experiments"),
-    ("get", "pipelines.kubeflow.org", "runs"),
-    ("list", "pipelines.kubeflow.org", "runs"),
-    ("create", "pipelines.kubeflow.org", "runs"),
-    ("readArtifact", "pipelines.kubeflow.org", "runs"),
+# What the Role kfg renders for the launcher grants, as (verb, group, resource), and whether
+# its pods let Istio inject a sidecar: read from the render module itself (kfg.render
+# imports no kfp), so doctor asks for exactly what is rendered.
+LAUNCHER_RULES: tuple[tuple[str, str, str], ...] = tuple(
+    (verb, group, resource)
+    for rule in launcher_render.RULES
+    for group in rule["apiGroups"]
+    for resource in rule["resources"]
+    for verb in rule["verbs"]
 )
-# Whether the launcher's pods let Istio inject a sidecar (kfg/render/launcher.py
-# pod_template's sidecar.istio.io/inject label); checked against it by the same test.
-LAUNCHER_SIDECAR = False
+LAUNCHER_SIDECAR = launcher_render.NO_SIDECAR.get("sidecar.istio.io/inject") != "false"
 
 
 def _access(api: Api, namespace: str, needs: Needs) -> Iterator[Result]:

@@ -12,17 +12,21 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfg.analysis.dataflow import Flow
 from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.model import Pipeline
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
+
+if TYPE_CHECKING:
+    from kfg.launcher.kfpapi import Kfp
 
 NOTEBOOK_FORMAT = (4, 5)
 
@@ -69,10 +73,41 @@ def from_directory(pipeline: Pipeline, flow: Flow, step: str, directory: Path) -
     return from_paths(pipeline, flow, step, paths, f"the values saved in {directory}")
 
 
+# What `kfg restore --run` says on a server without an artifact API, such as KFP 2.17.0.
+NO_ARTIFACT_API = (
+    "the KFP API at {endpoint} serves no artifact endpoints (/apis/v2beta1/artifact_tasks,"
+    " /apis/v2beta1/artifacts/ID): KFP 2.17.0 keeps a run's artifacts in ML Metadata and its"
+    " object store only (the REST endpoints exist on KFP's unreleased mlmd-removal branch), so"
+    " --run cannot download the inputs of step `{step}`. Instead, download the output"
+    " artifacts it reads ({inputs}) from run {run} in the KFP UI into one directory, one file"
+    " named after each variable, and use --inputs DIR; or use --local after `kfg run`"
+)
+
+
+def artifact_api(kfp: Kfp, run_id: str) -> bool:
+    """Whether the server has the artifact endpoints `--run` downloads through.
+
+    Asked with the cheapest request they serve; the 2.17.0 gateway answers 404 for a path
+    it has no route for.
+    """
+    from kfg.launcher.kfpapi import ABSENT, KfpError
+
+    try:
+        kfp.get("/apis/v2beta1/artifact_tasks", [("run_ids", run_id), ("page_size", "1")])
+    except KfpError as exc:
+        if exc.status in ABSENT:
+            return False
+        raise RestoreError(
+            f"asking {kfp.endpoint} for the artifacts of run {run_id}: {exc}"
+        ) from None
+    return True
+
+
 def from_run(
     pipeline: Pipeline, flow: Flow, step: str, run: dict[str, Any], endpoint: str
 ) -> Inputs:
-    """Inputs of `step` in a KFP run (the run as the v2beta1 API returns it)."""
+    """Inputs of `step` in a KFP run (the run as the v2beta1 API returns it), on a server
+    with the artifact endpoints (see `artifact_api`)."""
     from kfg.names import output_name
 
     here = flow.step(step)
@@ -103,20 +138,34 @@ def from_run(
     )
 
 
+DOWNLOAD_TIMEOUT = 600  # seconds without data before a download is given up
+
+
 def fetch_value(endpoint: str, artifact_id: str, namespace: dict[str, Any]) -> Any:
     """Download an artifact through KFP's signed URL and load it as the step would."""
-    from kfg.launcher.runs import Launcher, RunRequest
+    from kfg.launcher.kfpapi import ABSENT, Kfp, KfpError
     from kfg.runtime.step import restore_value
 
-    launcher = Launcher(RunRequest(endpoint, "", "", ""))
-    artifact = launcher.get(f"/apis/v2beta1/artifacts/{artifact_id}", [("view", "DOWNLOAD")])
+    kfp = Kfp.connect(endpoint)
+    try:
+        artifact = kfp.get(f"/apis/v2beta1/artifacts/{artifact_id}", [("view", "DOWNLOAD")])
+    except KfpError as exc:
+        if exc.status in ABSENT:
+            raise RestoreError(
+                f"the KFP API at {endpoint} has no artifact {artifact_id} or no artifact"
+                f" endpoint ({exc}); KFP 2.17.0 serves none"
+            ) from None
+        raise RestoreError(f"reading artifact {artifact_id}: {exc}") from None
     url = artifact.get("download_url")
     if not url:
         raise RestoreError(f"KFP gave no download URL for artifact {artifact_id}")
     with tempfile.TemporaryDirectory(prefix="kfg-restore-") as scratch:
         target = os.path.join(scratch, "value")
-        with urllib.request.urlopen(url) as response, open(target, "wb") as handle:
-            handle.write(response.read())
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response,
+            open(target, "wb") as handle,
+        ):
+            shutil.copyfileobj(response, handle)
         return restore_value(target, namespace)
 
 

@@ -617,7 +617,15 @@ def test_the_access_review_asks_for_the_launchers_rendered_role(cluster: FakeClu
 
 
 def test_doctor_knows_what_the_launcher_is_rendered_with() -> None:
-    """kfg doctor keeps its own copy (importing kfg.render imports kfp): they must agree."""
+    """kfg doctor asks for what kfg renders, and importing it costs no kfp."""
+    import subprocess
+    import sys
+
+    probe = "import sys, kfg.doctor; print('kfp' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+        == "False\n"
+    )
     from kfg.config.model import Launcher
     from kfg.render.launcher import pod_template, rbac
 
@@ -661,7 +669,7 @@ def test_needs_come_from_kale_yaml() -> None:
     assert digits and wine
     needs = needs_of([digits, wine], "team-b")
     assert (needs.tuning, needs.algorithms, needs.snapshots) == (True, ("tpe",), False)
-    assert needs.namespaces == ("team-b",) and needs.launcher and needs.pod_label
+    assert needs.namespaces == ("team-b",) and needs.launcher and not needs.pod_label  # token is the default
     assert not needs_of([wine]).tuning
 
 

@@ -133,11 +133,19 @@ def test_inputs_from_a_kfp_run(tmp_path: Path) -> None:
 
 def test_fetch_value_downloads_through_the_signed_url(tmp_path: Path) -> None:
     save_value("numbers", [1, 2, 3], str(tmp_path / "value"))
-    scenario = Scenario(downloads={"42": (tmp_path / "value").read_bytes()})
+    scenario = Scenario(artifact_api=True, downloads={"42": (tmp_path / "value").read_bytes()})
     with FakeKfp(scenario) as fake:
         assert fetch_value(fake.endpoint, "42", {}) == [1, 2, 3]
     request = next(r for r in fake.requests if r.path == "/apis/v2beta1/artifacts/42")
     assert request.query == {"view": ["DOWNLOAD"]}
+
+
+def test_fetch_value_on_kfp_2_17_says_it_has_no_artifact_endpoint() -> None:
+    with (
+        FakeKfp(Scenario()) as fake,
+        pytest.raises(RestoreError, match=r"KFP 2\.17\.0 serves none"),
+    ):
+        fetch_value(fake.endpoint, "42", {})
 
 
 def test_notebook_server_restores_a_snapshot(tmp_path: Path) -> None:
@@ -278,22 +286,57 @@ def test_restore_from_the_local_cache(tmp_path: Path) -> None:
     assert book.cells[-1].outputs[0]["text"].strip() == "30"
 
 
-def test_cli_reads_the_run_from_the_kfp_api() -> None:
+def _restore_run(endpoint: str) -> subprocess.CompletedProcess[str]:
+    return kfg(
+        "restore",
+        str(EXAMPLES / "wine" / "kale.yaml"),
+        "--step",
+        "preprocess",
+        "--run",
+        "a1b2c3d4-run",
+        "--endpoint",
+        endpoint,
+        "-o",
+        "/dev/null",
+        "--force",
+        cwd=REPO,
+    )
+
+
+def _started(fake: FakeKfp) -> None:
+    """Put run a1b2c3d4-run on the fake server, as a launcher would have."""
+    from kfg.launcher.runs import Launcher, RunRequest
+
+    Launcher(RunRequest(fake.endpoint, "digits-mlp", "digits-mlp-f4dfc150", "r")).start()
+
+
+def test_cli_run_on_kfp_2_17_says_what_is_missing_and_what_to_do() -> None:
     with FakeKfp(Scenario()) as fake:
-        result = kfg(
-            "restore",
-            str(EXAMPLES / "wine" / "kale.yaml"),
-            "--step",
-            "preprocess",
-            "--run",
-            "a1b2c3d4-run",
-            "--endpoint",
-            fake.endpoint,
-            "-o",
-            "/dev/null",
-            "--force",
-            cwd=REPO,
-        )
-    assert ("GET", "/apis/v2beta1/runs/a1b2c3d4-run") in [(r.method, r.path) for r in fake.requests]
-    assert result.returncode == 1  # the recorded run has no task details
+        _started(fake)
+        result = _restore_run(fake.endpoint)
+    calls = [(r.method, r.path, r.status) for r in fake.requests]
+    assert ("GET", "/apis/v2beta1/runs/a1b2c3d4-run", 200) in calls
+    assert ("GET", "/apis/v2beta1/artifact_tasks", 404) in calls
+    assert result.returncode == 1
+    [message] = result.stderr.strip().splitlines()
+    assert "serves no artifact endpoints" in message
+    assert "KFP 2.17.0 keeps a run's artifacts in ML Metadata" in message
+    assert "(`raw`) from run a1b2c3d4-run in the KFP UI" in message
+    assert "use --inputs DIR" in message
+
+
+def test_cli_run_uses_the_artifact_endpoints_where_the_server_has_them() -> None:
+    with FakeKfp(Scenario(artifact_api=True)) as fake:
+        _started(fake)
+        result = _restore_run(fake.endpoint)
+    assert result.returncode == 1  # the fake run's tasks list no outputs
     assert "run a1b2c3d4-run has no output `raw` of step `load`" in result.stderr
+
+
+def test_cli_run_unknown_run_is_one_line() -> None:
+    with FakeKfp(Scenario()) as fake:
+        result = _restore_run(fake.endpoint)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "kfg: reading run a1b2c3d4-run: the KFP API answered HTTP 404: Run a1b2c3d4-run not found"
+    )

@@ -127,14 +127,20 @@ def _component_packages(pipeline: Pipeline, flow: Flow, step: str) -> tuple[str,
 
 
 def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: str) -> Inputs:
+    from kfg.launcher.kfpapi import Kfp
     from kfg.launcher.runs import Launcher, LaunchError, RunRequest
-    from kfg.restore import from_run
+    from kfg.restore import NO_ARTIFACT_API, RestoreError, artifact_api, from_run
 
+    kfp = Kfp.connect(endpoint)
     try:
-        launcher = Launcher(RunRequest(endpoint, pipeline.name, "", ""))
-        run = launcher.read_run(run_id)
+        run = Launcher(RunRequest(endpoint, pipeline.name, "", ""), kfp=kfp).read_run(run_id)
     except LaunchError as exc:
         fail(str(exc))
+    if not artifact_api(kfp, run_id):
+        inputs = ", ".join(f"`{v}`" for v in flow.step(step).inputs) or "none"
+        raise RestoreError(
+            NO_ARTIFACT_API.format(endpoint=endpoint, step=step, inputs=inputs, run=run_id)
+        )
     return from_run(pipeline, flow, step, run, endpoint)
 
 

@@ -63,7 +63,8 @@ def command(
         version=version,
         run_name=run_name or f"{version}-{stamp}",
         parameters=values,
-        metrics=tuple(m.name for m in pipeline.metrics),
+        # The metrics are printed when they can be read; the run's outcome is the result.
+        metrics=(),
         namespace=namespace or pipeline.namespace,
         timeout_seconds=timeout if timeout is not None else pipeline.launcher.timeout_seconds,
         poll_seconds=poll,

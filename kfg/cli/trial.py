@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from kfg.cli.common import fail, usage_error
 
 if TYPE_CHECKING:
-    from kfg.launcher.runs import RunRequest
+    from kfg.launcher.runs import Launcher, RunRequest
 
 
 def command(
@@ -29,7 +29,9 @@ def command(
     timeout: float = typer.Option(7200, "--timeout", help="Seconds to wait for the run."),
     poll: float = typer.Option(10, "--poll", help="Seconds between status checks."),
     metrics: list[str] = typer.Option(
-        [], "--metric", help="Metric to report (repeatable; default: all the run reports)."
+        [],
+        "--metric",
+        help="Metric the run must report (repeatable; default: report whatever it reports).",
     ),
     params: list[str] = typer.Option(
         [], "--param", help="Parameter as name:type=value, type one of int, float, str, bool."
@@ -38,7 +40,8 @@ def command(
     """Start a run of a pipeline version, wait for it, print its metrics as name=value.
 
     Exit status: 0 when the run succeeded and reported every metric, 1 when it failed, was
-    deleted, timed out or the API refused, 2 for a malformed argument.
+    deleted, timed out, lacked a metric or the API refused, 2 for a malformed argument,
+    143 when SIGTERM stopped it (the run is terminated first).
     """
     from kfg.launcher.params import ParameterError, parse_typed
     from kfg.launcher.runs import RunRequest
@@ -65,17 +68,55 @@ def command(
     run(request)
 
 
-def run(request: RunRequest) -> None:
-    """Shared by `kfg trial` and `kfg submit`: progress on stderr, metrics on stdout."""
-    from kfg.launcher.runs import Launcher, LaunchError
+EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
 
+
+def run(request: RunRequest) -> None:
+    """Shared by `kfg trial` and `kfg submit`: progress on stderr, metrics on stdout.
+
+    SIGTERM terminates the KFP run before the launcher exits, so no pipeline runs on
+    unwatched. Katib's metrics collector sends it to this process when it early-stops a
+    trial (kubeflow/katib v0.19.0 cmd/metricscollector/v1beta1/file-metricscollector/
+    main.go terminates the child of the trial's wrapping shell). Deleting a pod signals
+    each container's first process: kfg itself in a run-on-sync Job, but in a trial the
+    `sh -c` Katib wraps the command in (pkg/webhook/v1beta1/pod/utils.go), which dies
+    without passing it on, so the run of a deleted trial is left to finish.
+    """
+    from kfg.launcher.runs import Launcher, LaunchError, Terminated, stop_on_sigterm
+
+    launcher: Launcher | None = None
     try:
-        launcher = Launcher(request)
-        run_id = launcher.start()
-        typer.echo(f"kfg: started run {run_id} ({request.run_name}) of {request.version}", err=True)
-        state = launcher.wait(run_id)
-        typer.echo(f"kfg: run {run_id} {state}", err=True)
-        for name, value in launcher.metrics(run_id).items():
-            typer.echo(f"{name}={value!r}")
+        with stop_on_sigterm():
+            launcher = Launcher(request)
+            run_id = launcher.start()
+            typer.echo(
+                f"kfg: started run {run_id} ({request.run_name}) of {request.version}", err=True
+            )
+            state = launcher.wait(run_id)
+            typer.echo(f"kfg: run {run_id} {state}", err=True)
+            metrics = launcher.metrics(run_id)
     except LaunchError as exc:
         fail(str(exc))
+    except Terminated as exc:
+        _stop(launcher, str(exc))
+    for name, value in metrics.items():
+        typer.echo(f"{name}={value!r}")
+
+
+def _stop(launcher: Launcher | None, signal_name: str) -> NoReturn:
+    from kfg.launcher.runs import LaunchError
+
+    run_id = launcher.run_id if launcher is not None else None
+    if launcher is None or run_id is None:
+        typer.echo(f"kfg: {signal_name}: stopped before a run was started", err=True)
+        raise typer.Exit(EXIT_TERMINATED)
+    if launcher.ended:
+        typer.echo(f"kfg: {signal_name}: stopped after run {run_id} ended", err=True)
+        raise typer.Exit(EXIT_TERMINATED)
+    try:
+        launcher.terminate(run_id)
+    except LaunchError as exc:
+        typer.echo(f"kfg: {signal_name}: {exc}", err=True)
+        raise typer.Exit(EXIT_TERMINATED) from None
+    typer.echo(f"kfg: {signal_name}: terminated run {run_id}", err=True)
+    raise typer.Exit(EXIT_TERMINATED)

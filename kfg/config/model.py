@@ -144,7 +144,7 @@ class Tuning:
 class Launcher:
     image: str
     service_account: str
-    kfp_access: str = "pod-label"
+    kfp_access: str = "token"
     endpoint: str = DEFAULT_KFP_ENDPOINT
     timeout_seconds: float = DEFAULT_LAUNCHER_TIMEOUT
     run_on_sync: bool = False
@@ -345,7 +345,7 @@ def _launcher(raw: dict[str, Any], pipeline: str) -> Launcher:
     return Launcher(
         image=raw.get("image", default_launcher_image()),
         service_account=raw.get("serviceAccount", f"{pipeline[:50]}-launcher"),
-        kfp_access=raw.get("kfpAccess", "pod-label"),
+        kfp_access=raw.get("kfpAccess", "token"),
         endpoint=raw.get("endpoint", DEFAULT_KFP_ENDPOINT),
         timeout_seconds=(parse_duration(timeout) or DEFAULT_LAUNCHER_TIMEOUT)
         if timeout is not None

@@ -1,28 +1,46 @@
 """One pipeline run through the KFP API, start to metrics: what every Katib trial does.
 
-The launcher finds the pipeline version GitOps synced (by the names kfg rendered), starts a
-run with the given parameters, polls it until it ends or the timeout passes, and reads the
-run's metric artifacts. Every way this can go wrong ends in a `LaunchError` whose message
-says what happened in KFP's terms; nothing here prints, so the CLI decides what goes where.
+The launcher finds the pipeline version GitOps synced (by the names kfg rendered, in the
+pipeline's namespace), starts a run with the given parameters, polls it until it ends or
+the timeout passes, and reads the metrics the run's steps reported. Every way this can go
+wrong ends in a `LaunchError` whose message says what happened in KFP's terms; nothing
+here prints on stdout, which carries only metrics (Katib's StdOut collector reads it).
+
+The calls, and what KFP 2.17.0's authorizer checks for each (`backend/src/apiserver/server/
+*_server.go`), are exactly what `kfg.render.launcher.RULES` grants: GetPipelineByName (get
+pipelines), ListPipelineVersions (list pipelines), ListExperiments (list experiments),
+CreateExperiment (create experiments), CreateRun (create runs), GetRun (get runs) and
+TerminateRun (terminate runs); then, in Kubernetes, list pods and get pods/log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfg.launcher.kfpapi import ABSENT, Kfp, KfpError
+
 TERMINAL_OK = "SUCCEEDED"
 TERMINAL_FAILED = {"FAILED", "CANCELED", "CANCELING", "SKIPPED"}
 ARTIFACT_PAGE = 200
+PAGE = 100
+# Consecutive failed status checks tolerated while waiting: an API server restarting for a
+# minute should not fail a two-hour trial.
+POLL_FAILURES = 6
 
 
 class LaunchError(Exception):
     """The run could not be started, failed, vanished or took too long."""
+
+
+class Terminated(Exception):
+    """The launcher was asked to stop (SIGTERM: Katib deleted or early-stopped the trial)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +50,7 @@ class RunRequest:
     version: str
     run_name: str
     parameters: dict[str, Any] = field(default_factory=dict)
-    metrics: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()  # required; none: report whatever the run printed
     experiment: str | None = None  # KFP experiment; default: the pipeline's name
     namespace: str | None = None
     timeout_seconds: float = 7200.0
@@ -47,122 +65,192 @@ class RunResult:
 
 
 def _filter(key: str, value: str) -> str:
-    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
 
 
-def _api_error(action: str, exc: Exception) -> LaunchError:
-    status = getattr(exc, "status", None)
-    body = getattr(exc, "body", None)
-    detail = ""
-    if isinstance(body, (str, bytes)):
-        try:
-            detail = json.loads(body).get("message", "")
-        except (ValueError, AttributeError):
-            detail = body.decode() if isinstance(body, bytes) else body
-    reason = f"HTTP {status}" if status else type(exc).__name__
-    message = f"{action}: the KFP API answered {reason}"
-    return LaunchError(f"{message}: {detail}" if detail else message)
+def _log(message: str) -> None:
+    print(f"kfg: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` in the main thread, so the caller can clean up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _deferred_sigterm() -> Iterator[None]:
+    """Hold SIGTERM back while a run is being created, so its id is known when it lands."""
+    blocked = {signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
 class Launcher:
-    """Runs `RunRequest`s against one KFP API server through `kfp.Client`."""
+    """Runs `RunRequest`s against one KFP API server."""
 
     def __init__(
         self,
         request: RunRequest,
-        client: Any = None,
+        kfp: Kfp | None = None,
+        pods: Any = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.request = request
+        self.kfp = kfp if kfp is not None else Kfp.connect(request.endpoint)
+        self._pods = pods
         self.clock = clock
         self.sleep = sleep
-        self.client = client if client is not None else self._call("connecting", connect, request)
+        self.run_id: str | None = None
+        self.ended = False  # the run reached a final state (nothing left to terminate)
 
-    def _call(self, action: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from kfp_server_api.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
+    def _call(self, action: str, service: str, operation: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            # kfp.Client prints links to the KFP UI; stdout carries only metrics.
-            with contextlib.redirect_stdout(sys.stderr):
-                return function(*args, **kwargs)
-        except ApiException as exc:
-            raise _api_error(action, exc) from None
-        except HTTPError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise LaunchError(
-                f"{action}: cannot reach the KFP API at {self.request.endpoint} ({reason})"
-            ) from None
+            return self.kfp.call(service, operation, *args, **kwargs)
+        except KfpError as exc:
+            raise LaunchError(f"{action}: {exc}") from None
 
     def version_ids(self) -> tuple[str, str]:
+        """The pipeline by its name in the request's namespace, then its version by name.
+
+        A lookup by name in one namespace, not a list over all of them: two profiles may
+        each have a pipeline of this name (kfp.Client.get_pipeline_id refuses such a name).
+        """
         request = self.request
-        pipeline_id = self._call(
-            f"finding pipeline `{request.pipeline}`", self.client.get_pipeline_id, request.pipeline
-        )
-        if not pipeline_id:
-            raise LaunchError(
-                f"pipeline `{request.pipeline}` does not exist on {request.endpoint}; has the"
-                " rendered Pipeline been synced?"
+        where = f" in namespace {request.namespace}" if request.namespace else ""
+        try:
+            pipeline = self.kfp.call(
+                "PipelineServiceApi",
+                "pipeline_service_get_pipeline_by_name",
+                request.pipeline,
+                namespace=request.namespace,
             )
+        except KfpError as exc:
+            if exc.status == 404:
+                raise LaunchError(
+                    f"pipeline `{request.pipeline}` does not exist{where} on {request.endpoint};"
+                    " has the rendered Pipeline been synced?"
+                ) from None
+            raise LaunchError(f"finding pipeline `{request.pipeline}`{where}: {exc}") from None
+        pipeline_id = str(pipeline.get("pipeline_id") or "")
+        if not pipeline_id:
+            raise LaunchError(f"pipeline `{request.pipeline}`{where}: KFP returned no id")
         listed = self._call(
             f"finding version `{request.version}`",
-            self.client.list_pipeline_versions,
+            "PipelineServiceApi",
+            "pipeline_service_list_pipeline_versions",
             pipeline_id,
             filter=_filter("display_name", request.version),
+            page_size=PAGE,
         )
         versions = [
-            v for v in (listed.pipeline_versions or []) if v.display_name == request.version
+            v
+            for v in listed.get("pipeline_versions") or []
+            if request.version in (v.get("display_name"), v.get("name"))
         ]
         if not versions:
             raise LaunchError(
-                f"pipeline `{request.pipeline}` has no version `{request.version}`; has the"
-                " rendered PipelineVersion been synced?"
+                f"pipeline `{request.pipeline}`{where} has no version `{request.version}`;"
+                " has the rendered PipelineVersion been synced?"
             )
-        return pipeline_id, versions[0].pipeline_version_id
+        return pipeline_id, str(versions[0]["pipeline_version_id"])
+
+    def experiment_id(self) -> str:
+        """The KFP experiment the run belongs to, created on first use."""
+        request = self.request
+        name = request.experiment or request.pipeline
+        for attempt in (1, 2):
+            listed = self._call(
+                f"finding KFP experiment `{name}`",
+                "ExperimentServiceApi",
+                "experiment_service_list_experiments",
+                filter=_filter("display_name", name),
+                namespace=request.namespace,
+                page_size=PAGE,
+            )
+            for found in listed.get("experiments") or []:
+                if found.get("display_name") == name:
+                    return str(found["experiment_id"])
+            body: dict[str, Any] = {"display_name": name}
+            if request.namespace:
+                body["namespace"] = request.namespace
+            try:
+                created = self.kfp.call(
+                    "ExperimentServiceApi", "experiment_service_create_experiment", body
+                )
+            except KfpError as exc:
+                # A parallel trial created it first: look again.
+                if exc.status == 409 and attempt == 1:
+                    continue
+                raise LaunchError(f"creating KFP experiment `{name}`: {exc}") from None
+            return str(created["experiment_id"])
+        raise LaunchError(f"creating KFP experiment `{name}`: it exists but cannot be found")
 
     def start(self) -> str:
         request = self.request
         pipeline_id, version_id = self.version_ids()
-        experiment = self._call(
-            "creating the KFP experiment",
-            self.client.create_experiment,
-            request.experiment or request.pipeline,
-            namespace=request.namespace,
+        body = {
+            "experiment_id": self.experiment_id(),
+            "display_name": request.run_name,
+            "pipeline_version_reference": {
+                "pipeline_id": pipeline_id,
+                "pipeline_version_id": version_id,
+            },
+            "runtime_config": {"parameters": dict(request.parameters)},
+        }
+        with _deferred_sigterm():
+            run = self._call(
+                f"starting run `{request.run_name}`",
+                "RunServiceApi",
+                "run_service_create_run",
+                body,
+            )
+            self.run_id = str(run["run_id"])
+        return self.run_id
+
+    def terminate(self, run_id: str) -> None:
+        self._call(
+            f"terminating run {run_id}", "RunServiceApi", "run_service_terminate_run", run_id
         )
-        run = self._call(
-            f"starting run `{request.run_name}`",
-            self.client.run_pipeline,
-            experiment.experiment_id,
-            request.run_name,
-            params=dict(request.parameters),
-            pipeline_id=pipeline_id,
-            version_id=version_id,
-        )
-        run_id: str = run.run_id
-        return run_id
 
     def wait(self, run_id: str) -> str:
-        from kfp_server_api.exceptions import ApiException
-
         deadline = self.clock() + self.request.timeout_seconds
+        failures = 0
         while True:
             try:
-                with contextlib.redirect_stdout(sys.stderr):
-                    run = self.client.get_run(run_id)
-            except ApiException as exc:
+                run = self.kfp.call("RunServiceApi", "run_service_get_run", run_id)
+                failures = 0
+            except KfpError as exc:
                 if exc.status == 404:
                     raise LaunchError(f"run {run_id} was deleted while kfg waited for it") from None
-                raise _api_error(f"reading run {run_id}", exc) from None
-            state = str(run.state or "")
+                failures += 1
+                transient = exc.status == 0 or exc.status >= 500
+                if not transient or failures >= POLL_FAILURES:
+                    raise LaunchError(f"reading run {run_id}: {exc}") from None
+                _log(f"reading run {run_id} failed ({exc}); trying again")
+                run = {}
+            state = str(run.get("state") or "")
+            self.ended = state == TERMINAL_OK or state in TERMINAL_FAILED
             if state == TERMINAL_OK:
                 return state
             if state in TERMINAL_FAILED:
-                error = getattr(run, "error", None)
-                reason = getattr(error, "message", None) or "no reason given"
+                reason = (run.get("error") or {}).get("message") or "no reason given"
                 raise LaunchError(f"run {run_id} ended {state}: {reason}")
             if self.clock() >= deadline:
-                self._call(f"terminating run {run_id}", self.client.terminate_run, run_id)
+                self.terminate(run_id)
+                self.ended = True
                 raise LaunchError(
                     f"run {run_id} did not finish within {self.request.timeout_seconds:g} s"
                     " and was terminated"
@@ -171,72 +259,112 @@ class Launcher:
 
     def read_run(self, run_id: str) -> dict[str, Any]:
         """The run as the v2beta1 API returns it (snake_case keys)."""
-        run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
-        result: dict[str, Any] = run.to_dict()
-        return result
-
-    def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        """A GET on the KFP API that kfp.Client has no method for, with its credentials."""
-        api = self.client._run_api.api_client
         result: dict[str, Any] = self._call(
-            f"reading {path}",
-            api.call_api,
-            path,
-            "GET",
-            query_params=query,
-            response_type="object",
-            auth_settings=["Bearer"],
-            _return_http_data_only=True,
+            f"reading run {run_id}", "RunServiceApi", "run_service_get_run", run_id
         )
         return result
 
-    def _output_artifacts(self, run_id: str) -> Iterator[dict[str, Any]]:
+    # --- metrics -----------------------------------------------------------------------
+
+    def artifact_metrics(self, run_id: str) -> dict[str, float] | None:
+        """Metrics from the artifact endpoints of servers that have them, else None.
+
+        KFP 2.17.0 does not (`artifact_tasks` and `artifacts/{id}` are on the unreleased
+        `mlmd-removal` branch, `backend/api/v2beta1/artifact.proto`); there the first request
+        answers 404 and the launcher reads the pods' logs instead.
+        """
+        found: dict[str, float] = {}
         token = ""
         while True:
             query = [("run_ids", run_id), ("type", "OUTPUT"), ("page_size", str(ARTIFACT_PAGE))]
             if token:
                 query.append(("page_token", token))
-            page = self.get("/apis/v2beta1/artifact_tasks", query)
-            for link in page.get("artifact_tasks") or []:
-                yield self.get(f"/apis/v2beta1/artifacts/{link['artifact_id']}", [])
+            try:
+                page = self.kfp.get("/apis/v2beta1/artifact_tasks", query)
+                links = page.get("artifact_tasks") or []
+                artifacts = [
+                    self.kfp.get(f"/apis/v2beta1/artifacts/{link['artifact_id']}", [])
+                    for link in links
+                ]
+            except KfpError as exc:
+                if exc.status not in ABSENT:
+                    _log(f"reading the artifacts of run {run_id} failed ({exc}); using pod logs")
+                return None
+            for artifact in artifacts:
+                if artifact.get("type") == "Metric" and "number_value" in artifact:
+                    found[str(artifact.get("name", ""))] = float(artifact["number_value"])
+                for key, value in (artifact.get("metadata") or {}).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        found.setdefault(key, float(value))
             token = page.get("next_page_token") or ""
             if not token:
-                return
+                return found
+
+    def pods(self) -> Any:
+        if self._pods is None:
+            from kfg.launcher.podlogs import Pods
+
+            self._pods = Pods.connect(self.request.namespace)
+        return self._pods
 
     def metrics(self, run_id: str) -> dict[str, float]:
-        """The run's metrics: `Metric` artifacts, and metrics logged on Metrics artifacts."""
-        wanted = set(self.request.metrics)
-        found: dict[str, float] = {}
-        for artifact in self._output_artifacts(run_id):
-            kind = artifact.get("type")
-            name = artifact.get("name", "")
-            if kind == "Metric" and "number_value" in artifact:
-                found[name] = float(artifact["number_value"])
-            for key, value in (artifact.get("metadata") or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    found.setdefault(key, float(value))
-        if wanted:
-            missing = sorted(wanted - set(found))
-            if missing:
-                raise LaunchError(
-                    f"run {run_id} succeeded but reported no {', '.join(missing)}"
-                    f" (it reported: {', '.join(sorted(found)) or 'nothing'})"
-                )
-            return {name: found[name] for name in self.request.metrics}
-        return dict(sorted(found.items()))
+        """The run's metrics: from the artifact API where the server has one, else (or for
+        what it lacks) from the `kfg:metric` lines in the logs of the run's step pods.
+
+        With `request.metrics`, each of them is required; otherwise this reports what it
+        finds and a failure to read the logs is only a warning.
+        """
+        from kfg.launcher.podlogs import PodLogError
+
+        wanted = list(self.request.metrics)
+        found = self.artifact_metrics(run_id) or {}
+        searched = None
+        if not wanted or not set(wanted) <= set(found):
+            try:
+                pods = self.pods()
+                searched = pods.metrics(run_id, set(wanted) - set(found))
+            except PodLogError as exc:
+                if wanted:
+                    raise LaunchError(
+                        f"run {run_id} succeeded, but its metrics cannot be read: {exc}"
+                    ) from None
+                _log(f"run {run_id} succeeded; its metrics cannot be read: {exc}")
+            else:
+                for name, metric in searched.metrics.items():
+                    found.setdefault(name, metric.value)
+        if not wanted:
+            return dict(sorted(found.items()))
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise LaunchError(self._missing(run_id, missing, found, searched))
+        return {name: found[name] for name in wanted}
+
+    def _missing(
+        self, run_id: str, missing: list[str], found: dict[str, float], searched: Any
+    ) -> str:
+        names = ", ".join(f"`{m}`" for m in missing)
+        message = f"run {run_id} succeeded but reported no metric {names}"
+        message += f" (it reported: {', '.join(sorted(found)) or 'nothing'})"
+        if searched is None:
+            return message
+        namespace = self._pods.namespace if self._pods is not None else "?"
+        if not searched.pods:
+            return (
+                f"{message}: no succeeded step pod of the run is left in namespace {namespace}"
+                " (label pipeline/runid); were its pods deleted (Argo podGC, the Workflow's TTL)"
+                " or did it run in another namespace?"
+            )
+        read = len(searched.pods) - len(searched.gone)
+        detail = f"{read} step pod log(s) read"
+        if searched.gone:
+            detail += f", {len(searched.gone)} pod(s) already deleted"
+        return (
+            f"{message}; {detail} in namespace {namespace}. A step that KFP took from its cache"
+            " runs no pod and prints no metric: set `caching: false` on the step that computes"
+            " it"
+        )
 
     def run(self) -> RunResult:
         run_id = self.start()
         state = self.wait(run_id)
         return RunResult(run_id, state, self.metrics(run_id))
-
-
-def connect(request: RunRequest) -> Any:
-    """A `kfp.Client` for the endpoint; in a pod it picks up the projected token itself."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # kfp's notice about which servers it supports
-        from kfp.client import Client
-
-        return Client(host=request.endpoint, namespace=request.namespace or "kubeflow")

@@ -1,30 +1,5 @@
-"""`kfg render`: notebook + kale.yaml -> Kubeflow Pipelines manifests as a kustomize/kpt package."""
+"""`kfg render`: notebook + kale.yaml -> Kubeflow Pipelines manifests as a kustomize/kpt package.
 
-from __future__ import annotations
-
-import os
-import sys
-
-
-def _import_kfp_without_its_client() -> None:
-    """Import the kfp package without `kfp.Client` and the Kubernetes API client.
-
-    `import kfp` also imports its REST client, which imports the `kubernetes` package:
-    two thirds of a second that rendering never uses. kfp skips those imports when its
-    executor's `_KFP_RUNTIME` flag is set; the flag is set only while the top-level package
-    is imported, so `kfp.dsl` and `kfp.compiler` still load completely.
-    """
-    if "kfp" in sys.modules:
-        return
-    previous = os.environ.get("_KFP_RUNTIME")
-    os.environ["_KFP_RUNTIME"] = "true"
-    try:
-        import kfp  # noqa: F401
-    finally:
-        if previous is None:
-            del os.environ["_KFP_RUNTIME"]
-        else:
-            os.environ["_KFP_RUNTIME"] = previous
-
-
-_import_kfp_without_its_client()
+Importing this package costs nothing: only `kfp_build`, the one module that uses kfp,
+imports it, so `kfg doctor` and the launcher can share the render modules' facts.
+"""

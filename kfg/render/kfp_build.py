@@ -18,10 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from google.protobuf import json_format
-from kfp import compiler, dsl
-from kfp.compiler.compiler_utils import KubernetesManifestOptions
-from kfp.dsl import HTML, Artifact, Input, Metrics, Output
 
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
@@ -31,7 +27,16 @@ from kfg.notebook.reader import Notebook
 from kfg.quantity import kfp_cpu, kfp_memory
 from kfg.render import snapshots
 from kfg.render.components import Component, build_component
+from kfg.render.kfpimport import import_kfp_without_its_client
 from kfg.render.platform import kubernetes_config
+
+import_kfp_without_its_client()  # before the first `kfp` import below
+# ruff: isort: off
+from google.protobuf import json_format  # noqa: E402
+from kfp import compiler, dsl  # noqa: E402
+from kfp.compiler.compiler_utils import KubernetesManifestOptions  # noqa: E402
+from kfp.dsl import HTML, Artifact, Input, Metrics, Output  # noqa: E402
+# ruff: isort: on
 
 T = TypeVar("T")
 

@@ -1,11 +1,21 @@
 """The trial launcher's pod and its permissions, shared by Katib trials and `kfg submit` Jobs.
 
-The launcher (`kfg trial`) runs in the pipeline's namespace and talks only to the KFP API.
-In a multi-user Kubeflow that API authorises the caller's ServiceAccount token (audience
-`pipelines.kubeflow.org`) against Kubernetes RBAC on `pipelines.kubeflow.org` resources,
-so kfg renders a ServiceAccount, a Role allowing exactly what the launcher does, and the
-RoleBinding; the token reaches the pod through Kubeflow's `access-ml-pipeline` PodDefault
-(`kfpAccess: pod-label`) or through a projected volume kfg mounts itself (`token`).
+The launcher (`kfg trial`) runs in the pipeline's namespace and talks to the KFP API and,
+to read the metrics its run's steps printed, to the Kubernetes API. In a multi-user
+Kubeflow the KFP API authenticates the caller's ServiceAccount token of audience
+`pipelines.kubeflow.org` (TokenReview) and authorises it with a SubjectAccessReview on
+`pipelines.kubeflow.org` resources, so kfg renders a ServiceAccount, a Role allowing
+exactly what the launcher does, and the RoleBinding.
+
+The token reaches the pod one of two ways (`spec.launcher.kfpAccess`):
+- `token` (default): the pod mounts a projected ServiceAccount token itself and points
+  `KF_PIPELINES_SA_TOKEN_PATH` at it; nothing else in the namespace is needed, which
+  matters because no Kubeflow component gives Katib's trial pods a token;
+- `pod-label`: the pod only carries `access-ml-pipeline: "true"` and the namespace's
+  PodDefault of that name mounts the token. kfg then mounts none of its own: the PodDefault
+  webhook rejects a pod whose volume or mount of the same name or path differs from the
+  PodDefault's (`mergeVolumes`/`mergeVolumeMounts` in kubeflow/kubeflow
+  components/admission-webhook/main.go), and the API server's defaulting makes them differ.
 """
 
 from __future__ import annotations
@@ -19,30 +29,37 @@ from kfg.render import gitops
 CONTAINER = "kfg-trial"
 TOKEN_AUDIENCE = "pipelines.kubeflow.org"
 TOKEN_DIRECTORY = "/var/run/secrets/kubeflow/pipelines"
-TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # read by kfp.Client inside a cluster
+TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # read by kfg.launcher.kfpapi
 TOKEN_SECONDS = 7200
 ACCESS_LABEL = {"access-ml-pipeline": "true"}
 # Istio sidecars keep a Job's pod running after its container exits; the launcher only
 # talks to the KFP API, which Kubeflow exposes inside the mesh without one.
 NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 
-# What `kfg trial` and `kfg submit` do through the KFP API, as KFP's authorisation checks it.
+# Exactly what `kfg trial` and `kfg submit` do, as the authorisers check it. KFP 2.17.0
+# (backend/src/apiserver/server/*_server.go) asks for resource `pipelines` for pipelines
+# and their versions alike (canAccessPipelineVersion), with the verb of the operation:
+# GetPipelineByName get, ListPipelineVersions list, ListExperiments list, CreateExperiment
+# create, CreateRun create, GetRun get, TerminateRun terminate. The run's metrics come from
+# its step pods' logs (kfg.launcher.podlogs): list pods (by the run's label), get pods/log.
 RULES = [
     {
         "apiGroups": ["pipelines.kubeflow.org"],
-        "resources": ["pipelines", "pipelines/versions"],
+        "resources": ["pipelines"],
         "verbs": ["get", "list"],
     },
     {
         "apiGroups": ["pipelines.kubeflow.org"],
         "resources": ["experiments"],
-        "verbs": ["get", "list", "create"],
+        "verbs": ["create", "list"],
     },
     {
         "apiGroups": ["pipelines.kubeflow.org"],
         "resources": ["runs"],
-        "verbs": ["get", "list", "create", "readArtifact"],
+        "verbs": ["create", "get", "terminate"],
     },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 
 

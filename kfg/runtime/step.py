@@ -39,6 +39,16 @@ from typing import Any
 
 VALUE_META = "kfg-value.json"
 FORMAT_VERSION = 1
+# A metric the step reports, one line on stdout: `kfg:metric {"name": ..., "step": ...,
+# "value": ...}`. The trial launcher finds a run's metrics in its pods' logs by this prefix
+# (Kubeflow Pipelines 2.17 serves no API for them), so a cell printing `loss=0.3` or any
+# other text can never pass for one.
+METRIC_PREFIX = "kfg:metric "
+
+
+def metric_line(step: str, name: str, value: float) -> str:
+    """The log line reporting metric `name` of `step`, as `kfg.launcher.podlogs` reads it."""
+    return METRIC_PREFIX + json.dumps({"name": name, "step": step, "value": value}, sort_keys=True)
 
 
 class StepFailed(Exception):
@@ -624,7 +634,7 @@ def _report_metrics(
                 " not a number"
             )
         values[name] = number
-        print(f"{name}={number!r}", flush=True)
+        print(metric_line(step, name, number), flush=True)
         if log_metric is not None:
             log_metric(name, number)
     return values

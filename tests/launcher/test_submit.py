@@ -15,7 +15,8 @@ from kfg.config.load import load_pipeline
 from kfg.render.build import RUN_FILE, render
 from tests import crds
 from tests.conftest import EXAMPLES, REPO
-from tests.launcher.fake_kfp import RUN_ID, FakeKfp, Scenario
+from tests.launcher.fake_kfp import RUN_ID, VERSION, FakeKfp, Scenario
+from tests.launcher.fake_kube import FakeKube
 
 DIGITS = EXAMPLES / "digits" / "kale.yaml"
 
@@ -26,25 +27,45 @@ def _version() -> str:
     return render(result.pipeline, result.flow, result.notebook, REPO).version
 
 
-def submit(*args: str) -> subprocess.CompletedProcess[str]:
+def _scenario(version: str) -> Scenario:
+    scenario = Scenario()
+    [listed] = scenario.versions.values()
+    listed[:] = [{**VERSION, "name": version, "display_name": version}]
+    return scenario
+
+
+def submit(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_SERVICE", "KF_"))
+    }
+    environment["KUBECONFIG"] = str(kubeconfig) if kubeconfig else "/nonexistent/kubeconfig"
     return subprocess.run(
         [sys.executable, "-m", "kfg", "submit", str(DIGITS), *args],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**environment, "PYTHONWARNINGS": "ignore"},
         timeout=120,
     )
 
 
-def test_submit_runs_the_rendered_version_with_defaults_and_overrides() -> None:
+def test_submit_runs_the_rendered_version_with_defaults_and_overrides(tmp_path: Path) -> None:
     version = _version()
-    with FakeKfp(Scenario(version=version)) as fake:
-        result = submit("--endpoint", fake.endpoint, "-p", "hidden_units=32", "--poll", "0.05")
+    with FakeKube() as kube, FakeKfp(_scenario(version), kube) as fake:
+        kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig", "kubeflow")
+        result = submit(
+            "--endpoint",
+            fake.endpoint,
+            "-p",
+            "hidden_units=32",
+            "--poll",
+            "0.05",
+            kubeconfig=kubeconfig,
+        )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "val-accuracy=0.9777777777777777\n"
     versions = next(r for r in fake.requests if r.path.endswith("/versions"))
-    assert json.loads(versions.query["filter"][0])["predicates"][0]["stringValue"] == version
+    assert json.loads(versions.query["filter"][0])["predicates"][0]["string_value"] == version
     created = next(r for r in fake.requests if r.method == "POST" and r.path.endswith("/runs"))
     assert created.body["display_name"].startswith(f"{version}-")
     assert created.body["runtime_config"]["parameters"] == {
@@ -56,8 +77,17 @@ def test_submit_runs_the_rendered_version_with_defaults_and_overrides() -> None:
     }
 
 
+def test_submit_succeeds_when_the_metrics_cannot_be_read() -> None:
+    """A submitted run's outcome is the result; its metrics are printed when they can be."""
+    with FakeKfp(_scenario(_version())) as fake:
+        result = submit("--endpoint", fake.endpoint, "--poll", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert f"run {RUN_ID} succeeded; its metrics cannot be read" in result.stderr
+
+
 def test_submit_without_waiting_prints_the_run_id() -> None:
-    with FakeKfp(Scenario(version=_version())) as fake:
+    with FakeKfp(_scenario(_version())) as fake:
         result = submit("--endpoint", fake.endpoint, "--no-wait", "--run-name", "by-hand")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{RUN_ID}\n"

@@ -81,7 +81,7 @@ def test_trial_job_is_a_valid_job_running_the_launcher(digits: Rendered) -> None
     referenced = set(re.findall(r"\$\{trialParameters\.([^}]+)\}", " ".join(args)))
     assert referenced == {p["name"] for p in template["trialParameters"]}
     labels = job["spec"]["template"]["metadata"]["labels"]
-    assert labels["access-ml-pipeline"] == "true"
+    assert "access-ml-pipeline" not in labels  # kfpAccess: token, the default
 
 
 def test_metrics_filter_reads_exactly_the_launchers_lines() -> None:
@@ -114,10 +114,8 @@ def _copy_digits(tmp_path: Path, edit: str = "", replace: tuple[str, str] = ("",
     return kale
 
 
-def test_token_access_mounts_a_projected_token(tmp_path: Path) -> None:
-    kale = _copy_digits(
-        tmp_path, "  launcher: {kfpAccess: token, image: ghcr.io/acme/kfg:1.0, timeout: 30m}\n"
-    )
+def test_token_access_is_the_default_and_mounts_a_projected_token(tmp_path: Path) -> None:
+    kale = _copy_digits(tmp_path, "  launcher: {image: ghcr.io/acme/kfg:1.0, timeout: 30m}\n")
     item = _render(kale, tmp_path)
     job = _experiment(item)["spec"]["trialTemplate"]["trialSpec"]
     crds.validate({**job, "metadata": {"name": "trial"}})
@@ -131,8 +129,29 @@ def test_token_access_mounts_a_projected_token(tmp_path: Path) -> None:
         "name": "KF_PIPELINES_SA_TOKEN_PATH",
         "value": "/var/run/secrets/kubeflow/pipelines/token",
     } in container["env"]
+    assert {
+        "name": "kfp-token",
+        "mountPath": "/var/run/secrets/kubeflow/pipelines",
+        "readOnly": True,
+    } in container["volumeMounts"]
     assert container["args"][container["args"].index("--timeout") + 1] == "1800"
     assert "access-ml-pipeline" not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_pod_label_access_only_adds_the_label(tmp_path: Path) -> None:
+    """The PodDefault then mounts the token. A volume or mount of kfg's own at the same
+    name or path would make Kubeflow's PodDefault webhook reject the pod: it refuses any
+    that is not identical (kubeflow/kubeflow components/admission-webhook/main.go,
+    mergeVolumes and mergeVolumeMounts), and API-server defaulting (defaultMode) makes a
+    pod's projected volume differ from the PodDefault's."""
+    kale = _copy_digits(tmp_path, "  launcher: {kfpAccess: pod-label}\n")
+    job = _experiment(_render(kale, tmp_path))["spec"]["trialTemplate"]["trialSpec"]
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"]["access-ml-pipeline"] == "true"
+    container = template["spec"]["containers"][0]
+    assert [v["name"] for v in template["spec"]["volumes"]] == ["tmp"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    assert [e["name"] for e in container["env"]] == ["HOME"]
 
 
 def test_experiment_names_fit_katibs_limits() -> None:

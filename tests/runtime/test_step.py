@@ -170,7 +170,11 @@ def test_metrics_are_logged_and_printed(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert values == {"accuracy": 0.75, "count": 3.0}
     assert logged == [("accuracy", 0.75), ("count", 3.0)]
-    assert "accuracy=0.75\ncount=3.0\n" in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == [
+        'kfg:metric {"name": "accuracy", "step": "s", "value": 0.75}',
+        'kfg:metric {"name": "count", "step": "s", "value": 3.0}',
+    ]
 
 
 def test_non_numeric_metric_fails(tmp_path: Path) -> None:
