@@ -669,7 +669,9 @@ def test_needs_come_from_kale_yaml() -> None:
     assert digits and wine
     needs = needs_of([digits, wine], "team-b")
     assert (needs.tuning, needs.algorithms, needs.snapshots) == (True, ("tpe",), False)
-    assert needs.namespaces == ("team-b",) and needs.launcher and not needs.pod_label  # token is the default
+    assert (
+        needs.namespaces == ("team-b",) and needs.launcher and not needs.pod_label
+    )  # token is the default
     assert not needs_of([wine]).tuning
 
 
