@@ -124,6 +124,8 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     """The package of one pipeline. Imports kfp, so only rendering commands call it."""
     from kfg.render.kfp_build import compile_pipeline
 
+    if pipeline.tuning is not None:
+        pipeline = katib.metric_steps_always_run(pipeline)
     source = relative_to_root(pipeline.source, root)
     notebook_path = relative_to_root(pipeline.notebook, root)
     compiled = compile_pipeline(pipeline, flow, notebook)

@@ -93,17 +93,38 @@ class Scope:
         return tuple(s.name for s in self.pipeline.steps)
 
 
+def reporters(pipeline: Pipeline) -> set[str]:
+    """The steps that report the Experiment's objective and additional metrics."""
+    tuning = pipeline.tuning
+    assert tuning is not None
+    wanted = {tuning.metric, *tuning.additional_metrics}
+    return {m.step for m in pipeline.metrics if m.name in wanted}
+
+
+def metric_steps_always_run(pipeline: Pipeline) -> Pipeline:
+    """The pipeline with caching off on the steps that report the Experiment's metrics.
+
+    A trial reads its metrics from the log of the step that printed them; a step KFP takes
+    from its cache runs no pod and prints nothing, so the trial would fail (two trials with
+    the same values, or a trial repeating the defaults). Those steps always run; everything
+    upstream of them still comes from the cache.
+    """
+    steps = reporters(pipeline)
+    return dataclasses.replace(
+        pipeline,
+        steps=tuple(
+            dataclasses.replace(s, caching=False) if s.name in steps else s for s in pipeline.steps
+        ),
+    )
+
+
 def scope(pipeline: Pipeline, flow: Flow) -> Scope:
     """The steps reporting the Experiment's metrics and all they wait for, as a pipeline.
 
     Each step saves only what the kept steps read, so a later step that starts reading
     another variable from a kept step does not change the tuning version.
     """
-    tuning = pipeline.tuning
-    assert tuning is not None
-    wanted = {tuning.metric, *tuning.additional_metrics}
-    reporters = [m.step for m in pipeline.metrics if m.name in wanted]
-    kept = set(upstream_of(flow, reporters))
+    kept = set(upstream_of(flow, sorted(reporters(pipeline))))
     if len(kept) == len(pipeline.steps):
         return Scope(pipeline, flow, whole=True)
     steps = tuple(s for s in pipeline.steps if s.name in kept)

@@ -255,3 +255,16 @@ def test_a_tuning_version_renders_byte_identically(tmp_path: Path) -> None:
             {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         )
     assert TUNING_IR_FILE in outputs[0] and outputs[0] == outputs[1]
+
+
+def test_the_steps_reporting_tuned_metrics_never_come_from_kfps_cache(tmp_path: Path) -> None:
+    # A cached task runs no pod (kubeflow/pipelines 2.17.0 backend/src/v2/driver/container.go:
+    # a cache hit publishes the old outputs and skips the launcher), so it prints no
+    # kfg:metric line for the trial to read.
+    item = _examples(tmp_path, "digits")
+    experiment = _experiment(item)
+    spec = _versions(item)[_trial_version(experiment)]["spec"]["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    caching = {name: task.get("cachingOptions", {}).get("enableCache", False) for name, task in tasks.items()}
+    assert caching.pop("evaluate") is False
+    assert caching and all(caching.values())
