@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -85,6 +86,7 @@ def run(request: RunRequest) -> None:
     from kfg.launcher.runs import Launcher, LaunchError, Terminated, stop_on_sigterm
 
     launcher: Launcher | None = None
+    pidfile = _write_pidfile()
     try:
         with stop_on_sigterm():
             launcher = Launcher(request)
@@ -99,8 +101,29 @@ def run(request: RunRequest) -> None:
         fail(str(exc))
     except Terminated as exc:
         _stop(launcher, str(exc))
+    finally:
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
     for name, value in metrics.items():
         typer.echo(f"{name}={value!r}")
+
+
+def _write_pidfile() -> Path | None:
+    """Where the pod's preStop hook finds this process to send it SIGTERM (see
+    kfg.render.launcher.PIDFILE_ENV); nothing outside a rendered launcher pod."""
+    import os
+
+    from kfg.render.launcher import PIDFILE_ENV
+
+    name = os.environ.get(PIDFILE_ENV)
+    if not name:
+        return None
+    path = Path(name)
+    try:
+        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    except OSError:
+        return None  # no preStop stop then; the run's own timeout still ends it
+    return path
 
 
 def _stop(launcher: Launcher | None, signal_name: str) -> NoReturn:

@@ -50,7 +50,7 @@ from kfg.config.algorithms import setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.names import content_hash, versioned
 from kfg.render import gitops
-from kfg.render.launcher import CONTAINER, launcher_args, pod_template
+from kfg.render.launcher import CONTAINER, job_deadline, launcher_args, pod_template
 
 API_VERSION = "kubeflow.org/v1beta1"
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -252,6 +252,7 @@ def experiment(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "spec": {
+            "activeDeadlineSeconds": job_deadline(pipeline.launcher),
             "backoffLimit": 0,
             "template": pod_template(
                 pipeline.launcher, trial_args(pipeline, version, tuning), labels

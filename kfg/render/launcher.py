@@ -63,6 +63,27 @@ RULES = [
 ]
 
 
+# Deleting a trial signals only the pod's first process, which in a Katib trial is the
+# `sh -c` wrapper Katib adds (kubeflow/katib v0.19.0 pkg/webhook/v1beta1/pod/utils.go); it
+# dies without passing SIGTERM on. The launcher writes its pid here, and a preStop hook
+# (run by the kubelet before it signals anything) sends it SIGTERM and waits for it to
+# terminate its KFP run, within the grace period.
+PIDFILE_ENV = "KFG_LAUNCHER_PIDFILE"
+PIDFILE = "/tmp/kfg-launcher.pid"
+STOP_SCRIPT = (
+    f'pid=$(cat {PIDFILE} 2>/dev/null) || exit 0; kill -TERM "$pid" 2>/dev/null || exit 0;'
+    ' while kill -0 "$pid" 2>/dev/null; do sleep 1; done'
+)
+STOP_GRACE_SECONDS = 90  # terminating the run takes one API call with its own timeouts
+# A Job outlives its launcher's --timeout by this much at most, then Kubernetes stops it.
+DEADLINE_MARGIN_SECONDS = 600
+
+
+def job_deadline(launcher: Launcher) -> int:
+    """`activeDeadlineSeconds` of a launcher Job: its run's timeout plus room to end it."""
+    return int(launcher.timeout_seconds) + DEADLINE_MARGIN_SECONDS
+
+
 def pod_template(launcher: Launcher, args: list[str], labels: dict[str, str]) -> dict[str, Any]:
     """The pod that runs `kfg` with `args`, authenticated to the KFP API."""
     pod_labels = {**labels, **NO_SIDECAR}
@@ -81,12 +102,14 @@ def pod_template(launcher: Launcher, args: list[str], labels: dict[str, str]) ->
             "readOnlyRootFilesystem": True,
         },
         # The root filesystem is read-only; kfp.Client keeps its settings under $HOME.
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": PIDFILE_ENV, "value": PIDFILE}],
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", STOP_SCRIPT]}}},
     }
     spec: dict[str, Any] = {
         "serviceAccountName": launcher.service_account,
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": STOP_GRACE_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 1000,
@@ -163,6 +186,7 @@ def run_job(pipeline: Pipeline, version: str, labels: dict[str, str]) -> dict[st
         "kind": "Job",
         "metadata": metadata,
         "spec": {
+            "activeDeadlineSeconds": job_deadline(pipeline.launcher),
             "backoffLimit": 0,
             "template": pod_template(
                 pipeline.launcher, launcher_args(pipeline, version, name), labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -235,6 +236,38 @@ def test_sigterm_terminates_the_run_then_exits(kube: FakeKube, tmp_path: Path) -
     assert fake.operations_called()[-1] == "run_service_terminate_run"
     assert f"kfg: SIGTERM: terminated run {RUN_ID}" in stderr
     assert stdout == ""
+
+
+def test_deleting_a_wrapped_trial_reaches_the_launcher_through_the_prestop_hook(
+    kube: FakeKube, tmp_path: Path
+) -> None:
+    """Katib runs the launcher under `sh -c` (kubeflow/katib v0.19.0 pkg/webhook/v1beta1/
+    pod/utils.go), which does not pass SIGTERM on; the rendered preStop hook finds the
+    launcher through its pid file, signals it and waits until it has ended its run."""
+    from kfg.render.launcher import PIDFILE_ENV, STOP_SCRIPT
+
+    pidfile = tmp_path / "kfg-launcher.pid"
+    script = STOP_SCRIPT.replace("/tmp/kfg-launcher.pid", str(pidfile))
+    command = " ".join(
+        shlex.quote(a)
+        for a in [sys.executable, "-m", "kfg", "trial", "--endpoint", "ENDPOINT", *ARGS]
+    )
+    with FakeKfp(Scenario(states=["RUNNING"]), kube) as fake:
+        wrapped = subprocess.Popen(
+            ["sh", "-c", command.replace("ENDPOINT", fake.endpoint) + " > /dev/null 2>&1; exit 0"],
+            cwd=REPO,
+            env={**env(kube, tmp_path), PIDFILE_ENV: str(pidfile)},
+        )
+        try:
+            assert fake.polled.wait(120), "the launcher never polled its run"
+            assert pidfile.read_text().strip().isdigit()
+            hook = subprocess.run(["sh", "-c", script], timeout=120)
+            wrapped.wait(timeout=120)
+        finally:
+            wrapped.kill()
+    assert hook.returncode == 0
+    assert fake.terminated == [RUN_ID]
+    assert not pidfile.exists()
 
 
 def test_two_namespaces_with_the_same_pipeline_name(kube: FakeKube, tmp_path: Path) -> None:

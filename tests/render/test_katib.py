@@ -151,7 +151,7 @@ def test_pod_label_access_only_adds_the_label(tmp_path: Path) -> None:
     container = template["spec"]["containers"][0]
     assert [v["name"] for v in template["spec"]["volumes"]] == ["tmp"]
     assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
-    assert [e["name"] for e in container["env"]] == ["HOME"]
+    assert [e["name"] for e in container["env"]] == ["HOME", "KFG_LAUNCHER_PIDFILE"]
 
 
 def test_experiment_names_fit_katibs_limits() -> None:
@@ -187,3 +187,20 @@ def test_kale_katib_metadata_renders_an_equivalent_experiment(tmp_path: Path) ->
         assert ours["parameterType"] == theirs["parameterType"]
         expected = {**theirs["feasibleSpace"], "distribution": "uniform"}
         assert ours["feasibleSpace"] == expected
+
+
+def test_trial_jobs_end_within_the_run_timeout_and_stop_their_run(tmp_path: Path) -> None:
+    from kfg.render.launcher import DEADLINE_MARGIN_SECONDS, PIDFILE, PIDFILE_ENV
+
+    job = _experiment(_render(_copy_digits(tmp_path), tmp_path))["spec"]["trialTemplate"][
+        "trialSpec"
+    ]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    timeout = int(args[args.index("--timeout") + 1])
+    assert job["spec"]["activeDeadlineSeconds"] == timeout + DEADLINE_MARGIN_SECONDS
+    pod = job["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    container = pod["containers"][0]
+    assert {"name": PIDFILE_ENV, "value": PIDFILE} in container["env"]
+    assert PIDFILE.startswith("/tmp/")  # the writable emptyDir; the root is read-only
+    assert container["lifecycle"]["preStop"]["exec"]["command"][:2] == ["sh", "-c"]

@@ -265,6 +265,9 @@ def test_the_steps_reporting_tuned_metrics_never_come_from_kfps_cache(tmp_path: 
     experiment = _experiment(item)
     spec = _versions(item)[_trial_version(experiment)]["spec"]["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
-    caching = {name: task.get("cachingOptions", {}).get("enableCache", False) for name, task in tasks.items()}
+    caching = {
+        name: task.get("cachingOptions", {}).get("enableCache", False)
+        for name, task in tasks.items()
+    }
     assert caching.pop("evaluate") is False
     assert caching and all(caching.values())
