@@ -10,7 +10,7 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from kfg.analysis.source import parse_cell, to_python
+from kfg.analysis.source import is_ipython_call, parse_cell, to_python
 
 ParameterValue = bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -67,7 +67,7 @@ def parse_parameters(source: str) -> tuple[list[Parameter], list[ParameterProble
     for statement in tree.body:
         line = statement.lineno
         text = lines[line - 1].strip() if line <= len(lines) else ""
-        if isinstance(statement, ast.Pass) or (
+        if is_ipython_call(statement) or (
             isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
         ):
             continue

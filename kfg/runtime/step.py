@@ -57,7 +57,11 @@ class StepFailed(Exception):
 
 # --- IPython syntax --------------------------------------------------------------------
 
-_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
+# How each magic is treated: the one table, read by the step runtime and by kfg's analysis
+# (kfg/analysis/source.py translates cells with `transform` below), so what `kfg validate`
+# parses is what a step runs. Cell magics whose body is Python run that body (timing,
+# capturing, profiling and debugging mean nothing in a pipeline); the others become one call.
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 _LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
 _ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
 _HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
@@ -81,7 +85,7 @@ def transform(source: str) -> str:
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and lines[first].lstrip().startswith("%%"):
         name, _, args = lines[first].lstrip()[2:].partition(" ")
-        if name in _PYTHON_CELL_MAGICS:
+        if name in PYTHON_CELL_MAGICS:
             lines[first] = ""
         else:
             body = "\n".join(lines[first + 1 :])

@@ -52,6 +52,7 @@ def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
 
 def test_cell_magics_run_python_bodies_or_become_one_call() -> None:
     assert transform("%%time\nx = 1\ny = 2") == "\nx = 1\ny = 2"
+    assert transform("%%debug\nx = 1") == "\nx = 1"  # as the analysis reads it
     assert transform("%%bash\necho hi\necho there") == (
         "get_ipython().run_cell_magic('bash', '', 'echo hi\\necho there')\n\n"
     )
