@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check kfg tests benchmarks
 	$(BIN)/ruff format --check kfg tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The unit and integration suite; the end-to-end tier (real tools, whole runs) is `make e2e`.
 test: lint

@@ -28,7 +28,7 @@ def wall_times(target: Path, runs: int) -> list[float]:
 
 
 def in_process_times(target: Path, runs: int) -> list[float]:
-    from kfg.config.load import load_pipeline
+    from kfg.core.load import load_pipeline
 
     load_pipeline(target)
     times = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from kfg.config.load import LoadResult, load_pipeline
+from kfg.core.load import LoadResult, load_pipeline
 from tests.notebooks import Cell, write_notebook
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 
 MARKER = "KFG-METRICS="
 

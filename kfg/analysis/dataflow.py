@@ -18,12 +18,12 @@ import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from kfg.analysis.graph import find_cycle
-from kfg.analysis.scopes import CodeFacts, Event, Kind, code_facts
-from kfg.analysis.source import parse_cell
 from kfg.config.model import Pipeline
 from kfg.diagnostics import Severity
 from kfg.notebook.reader import Notebook
+from kfg.pysource.graph import find_cycle
+from kfg.pysource.scopes import CodeFacts, Event, Kind, code_facts
+from kfg.pysource.source import parse_cell
 
 # Names a notebook kernel provides without an import.
 NOTEBOOK_NAMES = frozenset(

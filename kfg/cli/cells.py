@@ -21,11 +21,11 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the cells as JSON."),
 ) -> None:
     """List every cell: position, id, type, tags, the step it belongs to, and its first line."""
-    from kfg.config.load import config_for_notebook, display_path, is_config_file, load_pipeline
+    from kfg.cli.report import text
+    from kfg.config import listing
+    from kfg.core.load import config_for_notebook, display_path, is_config_file, load_pipeline
     from kfg.diagnostics import Severity
-    from kfg.notebook import listing
     from kfg.notebook.reader import NotebookError, read_notebook
-    from kfg.report import text
 
     if not path.is_file():
         usage_error(f"{path}: no such file")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from kfg.config.load import LoadResult
+    from kfg.core.load import LoadResult
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -44,8 +44,8 @@ def load_or_exit(path: Path, root: Path | None = None) -> LoadResult:
 
     Warnings are printed too, so commands that go on to produce output still show them.
     """
-    from kfg.config.load import load_pipeline
-    from kfg.report import text
+    from kfg.cli.report import text
+    from kfg.core.load import load_pipeline
 
     if not path.is_file():
         usage_error(f"{path}: no such file")
@@ -61,7 +61,7 @@ def config_files_or_exit(
     paths: list[Path] | None, root: Path | None
 ) -> tuple[list[Path], list[Path]]:
     """(targets, kale.yaml files) for commands taking files or directories; usage errors exit 2."""
-    from kfg.config.load import find_config_files
+    from kfg.core.load import find_config_files
 
     targets = paths or [Path(".")]
     for target in targets:

@@ -15,8 +15,8 @@ def command(
 ) -> None:
     """Render the base revision and the working tree, and print what changes: each changed
     pipeline's graph (Mermaid) and its objects added, changed and removed."""
-    from kfg.config.load import repository_root
-    from kfg.prdiff import DiffError, render_revision, render_tree, summary
+    from kfg.core.load import repository_root
+    from kfg.gitops.prdiff import DiffError, render_revision, render_tree, summary
 
     repo = repository_root(root)
     try:

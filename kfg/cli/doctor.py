@@ -31,7 +31,7 @@ def command(
     ok / missing / warn / unknown with how to fix it. Without a kubeconfig, says what it would
     check. Exit status: 0 nothing required is missing, 1 something is (or a kale.yaml is
     invalid, or the cluster cannot be reached), 2 usage error."""
-    from kfg import doctor
+    from kfg.cluster import doctor
 
     needs = doctor.Needs()
     if paths:

@@ -22,7 +22,7 @@ def render() -> None:
 
     Exit status: 0 rendered, 1 when any NotebookPipeline is invalid (see `results`).
     """
-    from kfg.krm import MAX_INPUT_BYTES, process
+    from kfg.gitops.krm import MAX_INPUT_BYTES, process
 
     # One byte past the limit is enough to refuse; the rest of a huge stdin is never read.
     data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)

@@ -12,8 +12,8 @@ from kfg.cli.common import fail, usage_error
 
 def _schema_ref(target: Path, explicit: str | None) -> str:
     """The modeline's schema: as given, kfg's own copy in this repository, or the published URL."""
-    from kfg.config.load import repository_root
-    from kfg.schema import SCHEMA_ID
+    from kfg.config.schema import SCHEMA_ID
+    from kfg.core.load import repository_root
 
     if explicit:
         if "://" in explicit:
@@ -43,10 +43,10 @@ def command(
     From its Kale tags and metadata if it has them, otherwise one step per `##` section.
     """
     from kfg.cli.common import write_atomic
-    from kfg.config.load import display_path, load_pipeline
-    from kfg.names import is_dns_label
+    from kfg.cli.report import text
+    from kfg.core.load import display_path, load_pipeline
+    from kfg.kube.names import is_dns_label
     from kfg.notebook.reader import NotebookError, read_notebook
-    from kfg.report import text
     from kfg.scaffold import propose
     from kfg.scaffold.writer import to_yaml
 

@@ -44,9 +44,9 @@ def command(
     Exit status: 0 rendered (or up to date with --check), 1 invalid input or stale output,
     2 usage error.
     """
-    from kfg.config.load import display_path, load_pipeline, repository_root
+    from kfg.cli.report import text
+    from kfg.core.load import display_path, load_pipeline, repository_root
     from kfg.diagnostics import Severity
-    from kfg.report import text
 
     if check and stdout:
         usage_error("--check and --stdout cannot be combined")

@@ -11,9 +11,9 @@ from kfg.cli.common import fail, load_or_exit, usage_error, write_atomic
 
 if TYPE_CHECKING:
     from kfg.analysis.dataflow import Flow
+    from kfg.cluster.restore import Inputs
     from kfg.config.model import Pipeline
     from kfg.notebook.reader import Notebook
-    from kfg.restore import Inputs
 
 
 def command(
@@ -59,7 +59,7 @@ def command(
 
     Exit status: 0 written, 1 inputs not found or invalid kale.yaml, 2 usage error.
     """
-    from kfg import restore
+    from kfg.cluster import restore
     from kfg.render.yamlout import dump_all
 
     if [inputs is not None, run_id is not None, local].count(True) != 1:
@@ -127,9 +127,9 @@ def _component_packages(pipeline: Pipeline, flow: Flow, step: str) -> tuple[str,
 
 
 def _from_run(pipeline: Pipeline, flow: Flow, step: str, run_id: str, endpoint: str) -> Inputs:
+    from kfg.cluster.restore import NO_ARTIFACT_API, RestoreError, artifact_api, from_run
     from kfg.launcher.kfpapi import Kfp
     from kfg.launcher.runs import Launcher, LaunchError, RunRequest
-    from kfg.restore import NO_ARTIFACT_API, RestoreError, artifact_api, from_run
 
     kfp = Kfp.connect(endpoint)
     try:
@@ -152,10 +152,10 @@ def _from_cache(
     cache_dir: Path | None,
     config: Path,
 ) -> Inputs:
-    from kfg.config.load import repository_root
+    from kfg.cluster.restore import from_paths
+    from kfg.core.load import repository_root
     from kfg.engine.cache import Cache
     from kfg.engine.runner import Engine, EngineError
-    from kfg.restore import from_paths
 
     cache = Cache(
         cache_dir or repository_root(config.parent) / ".kfg",

@@ -115,7 +115,7 @@ def command(
     Exit status: 0 when every step succeeded, 1 when a step failed or the input is
     invalid, 2 for a usage error, 130 when interrupted.
     """
-    from kfg.config.load import repository_root
+    from kfg.core.load import repository_root
     from kfg.diagnostics import did_you_mean
     from kfg.engine.cache import Cache
     from kfg.engine.runner import Engine, EngineError

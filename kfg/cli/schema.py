@@ -14,7 +14,7 @@ def command(
 ) -> None:
     """Print the kale.yaml JSON Schema, or write it to a file."""
     from kfg.cli.common import write_atomic
-    from kfg.schema import schema_path
+    from kfg.config.schema import schema_path
 
     text = schema_path().read_text(encoding="utf-8")
     if output is None:

@@ -13,7 +13,7 @@ from kfg.cli.common import fail, load_or_exit
 
 def _experiment_of(config: Path) -> tuple[str, str | None]:
     """The name and namespace `kfg render` gives this kale.yaml's Experiment."""
-    from kfg.config.load import repository_root
+    from kfg.core.load import repository_root
     from kfg.render.build import render
 
     result = load_or_exit(config)
@@ -54,7 +54,7 @@ def command(
 ) -> None:
     """Show how many trials run, succeeded, failed or stopped early, each trial's values and
     metric, and the best result so far. Exit status 0; 1 when the experiment cannot be read."""
-    from kfg.status import StatusError, fetch, table
+    from kfg.cluster.status import StatusError, fetch, table
 
     if Path(target).is_file():
         name, configured = _experiment_of(Path(target))

@@ -39,7 +39,7 @@ def command(
     2 for a malformed argument.
     """
     from kfg.cli.trial import run
-    from kfg.config.load import repository_root
+    from kfg.core.load import repository_root
     from kfg.launcher.params import ParameterError, parse_override
     from kfg.launcher.runs import Launcher, LaunchError, RunRequest
     from kfg.render.build import render

@@ -116,7 +116,7 @@ def command(
     Exit status: 0 when at least one trial completed, 1 otherwise or for invalid input,
     2 for a usage error, 130 when interrupted.
     """
-    from kfg.config.load import repository_root
+    from kfg.core.load import repository_root
     from kfg.engine.cache import Cache
     from kfg.engine.tuning import TuneError, local_notes, tune
 

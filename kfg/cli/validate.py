@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from kfg.cli.common import EXIT_INVALID, config_files_or_exit, usage_error
-from kfg.report import plural
+from kfg.cli.report import plural
 
 
 def command(
@@ -29,8 +29,8 @@ def command(
 
     Exit status: 0 valid, 1 invalid, 2 usage error.
     """
-    from kfg import report
-    from kfg.config.load import display_path, load_pipeline
+    from kfg.cli import report
+    from kfg.core.load import display_path, load_pipeline
     from kfg.diagnostics import Severity, has_errors
 
     if output_format not in report.FORMATS:

@@ -13,9 +13,9 @@ from typing import Any
 
 from kfg.config.findings import Findings
 from kfg.diagnostics import Severity
+from kfg.files.yamlsource import Path
 from kfg.notebook.cellrefs import CellRefError, compress, parse_ref, resolve
 from kfg.notebook.reader import Notebook
-from kfg.yamlsource import Path
 
 PRELUDE = "prelude"
 SKIP = "skip"

@@ -13,9 +13,6 @@ import math
 import re
 from typing import Any
 
-from kfg.analysis.graph import find_cycle
-from kfg.analysis.parameters import Parameter, parse_parameters, python_type
-from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.algorithms import (
     ALGORITHMS,
     EARLY_STOPPING,
@@ -28,14 +25,17 @@ from kfg.config.algorithms import (
 from kfg.config.cellmap import PARAMETERS, CellMap, step_role
 from kfg.config.findings import Findings
 from kfg.config.model import DEFAULT_MAX_TRIALS, DEFAULT_PARALLEL_TRIALS
+from kfg.config.requirements import RequirementError
+from kfg.config.requirements import normalize as normalize_requirement
 from kfg.diagnostics import did_you_mean
-from kfg.names import ARTIFACT_PREFIXES
+from kfg.files.yamlsource import Path
+from kfg.kube.names import ARTIFACT_PREFIXES
+from kfg.kube.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
 from kfg.notebook.reader import Notebook
-from kfg.pep508 import RequirementError
-from kfg.pep508 import normalize as normalize_requirement
-from kfg.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
+from kfg.pysource.graph import find_cycle
+from kfg.pysource.parameters import Parameter, parse_parameters, python_type
+from kfg.pysource.source import bound_names, parse_cell
 from kfg.upstream import KATIB
-from kfg.yamlsource import Path
 
 MEBIBYTE = 1 << 20
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kfg.config.schema import field_name
 from kfg.diagnostics import Diagnostic, Severity, has_errors
-from kfg.schema import field_name
-from kfg.yamlsource import Path, Positions
+from kfg.files.yamlsource import Path, Positions
 
 
 @dataclass

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfg.analysis.parameters import Parameter
 from kfg.config.cellmap import PARAMETERS, PRELUDE, SKIP, CellMap, step_role
-from kfg.pep508 import normalize
-from kfg.quantity import parse_duration
+from kfg.config.requirements import normalize
+from kfg.kube.quantity import parse_duration
+from kfg.pysource.parameters import Parameter
 
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_MAX_TRIALS = 12

@@ -342,7 +342,7 @@ def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
     """Modules the prelude imports: every step imports them, so the forkserver does it once."""
     import ast
 
-    from kfg.analysis.source import parse_cell
+    from kfg.pysource.source import parse_cell
 
     names = ["kfg.runtime.step", "kfg.engine.worker"]
     for position in pipeline.prelude:

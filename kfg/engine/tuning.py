@@ -28,7 +28,7 @@ from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.engine.cache import Cache
 from kfg.engine.runner import Engine, RunSummary
 from kfg.errors import KfgError
-from kfg.names import content_hash
+from kfg.kube.names import content_hash
 from kfg.notebook.reader import Notebook
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg.errors import KfgError
-from kfg.inputfile import InputFileError, read_bounded
+from kfg.files.inputfile import InputFileError, read_bounded
 
 MAX_NOTEBOOK_BYTES = 256 << 20
 CELL_TYPES = ("code", "markdown", "raw")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kfg.analysis.dataflow import Flow, StepFlow
 from kfg.config.model import Pipeline, Step
-from kfg.names import input_name, output_name
+from kfg.kube.names import input_name, output_name
 from kfg.notebook.reader import Notebook
 
 RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime" / "step.py"

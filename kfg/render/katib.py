@@ -48,7 +48,7 @@ from typing import Any
 from kfg.analysis.dataflow import Flow, upstream_of
 from kfg.config.algorithms import setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
-from kfg.names import content_hash, versioned
+from kfg.kube.names import content_hash, versioned
 from kfg.render import gitops
 from kfg.render.launcher import CONTAINER, job_deadline, launcher_args, pod_template
 

@@ -22,9 +22,9 @@ import yaml
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
 from kfg.errors import KfgError
-from kfg.names import content_hash, input_name, output_name, versioned
+from kfg.kube.names import content_hash, input_name, output_name, versioned
+from kfg.kube.quantity import kfp_cpu, kfp_memory
 from kfg.notebook.reader import Notebook
-from kfg.quantity import kfp_cpu, kfp_memory
 from kfg.render import snapshots
 from kfg.render.components import Component, build_component
 from kfg.render.kfpimport import import_kfp_without_its_client

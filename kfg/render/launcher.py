@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfg.config.model import Launcher, Pipeline
-from kfg.names import versioned
+from kfg.kube.names import versioned
 from kfg.render import gitops
 
 CONTAINER = "kfg-trial"

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfg.config.model import Pipeline, Volume
-from kfg.names import (
+from kfg.kube.names import (
     content_hash,
     run_claim_prefix,
     run_snapshot_prefix,

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kfg.yamlsource import plain_is_safe
+from kfg.files.yamlsource import plain_is_safe
 
 # libyaml's emitter when PyYAML was built with it (every PyYAML wheel on PyPI is): it is
 # about ten times faster on pipelines that embed their code, and the golden-file tests pin

@@ -58,7 +58,7 @@ class StepFailed(Exception):
 # --- IPython syntax --------------------------------------------------------------------
 
 # How each magic is treated: the one table, read by the step runtime and by kfg's analysis
-# (kfg/analysis/source.py translates cells with `transform` below), so what `kfg validate`
+# (kfg/pysource/source.py translates cells with `transform` below), so what `kfg validate`
 # parses is what a step runs. Cell magics whose body is Python run that body (timing,
 # capturing, profiling and debugging mean nothing in a pipeline); the others become one call.
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfg.names import dns_label
+from kfg.kube.names import dns_label
 from kfg.notebook.reader import Notebook
 from kfg.scaffold import kale, sections
 

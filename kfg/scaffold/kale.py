@@ -16,11 +16,11 @@ import ast
 import re
 from typing import Any
 
-from kfg.analysis.parameters import Parameter, parse_parameters
-from kfg.analysis.source import bound_names, parse_cell
-from kfg.names import dns_label, unique
+from kfg.kube.names import dns_label, unique
 from kfg.notebook.cellrefs import compress
 from kfg.notebook.reader import Cell, Notebook
+from kfg.pysource.parameters import Parameter, parse_parameters
+from kfg.pysource.source import bound_names, parse_cell
 
 SPECIAL = ("skip", "imports", "functions", "pipeline-parameters", "pipeline-metrics")
 _STEP = re.compile(r"^(?:step|block):([_a-z][_a-z0-9]*)?$")

@@ -6,10 +6,10 @@ import ast
 import re
 from typing import Any
 
-from kfg.analysis.parameters import parse_parameters
-from kfg.analysis.source import parse_cell
-from kfg.names import dns_label, unique
+from kfg.kube.names import dns_label, unique
 from kfg.notebook.reader import Cell, Notebook
+from kfg.pysource.parameters import parse_parameters
+from kfg.pysource.source import parse_cell
 
 _H2 = re.compile(r"^##(?!#)\s*(.+?)\s*#*\s*$", re.MULTILINE)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from kfg.yamlsource import plain_is_safe
+from kfg.files.yamlsource import plain_is_safe
 
 MODELINE = "# yaml-language-server: $schema={schema}"
 

@@ -192,7 +192,7 @@ def test_magics_do_not_break_the_analysis(tmp_path: Path) -> None:
 
 
 def test_wine_example_graph(wine: Path) -> None:
-    from kfg.config.load import load_pipeline
+    from kfg.core.load import load_pipeline
 
     flow = load_pipeline(wine).flow
     assert flow is not None

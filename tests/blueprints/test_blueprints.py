@@ -80,7 +80,7 @@ def test_flux_applies_pipelines_then_releases_and_prunes() -> None:
 
 
 def _rendered_examples() -> list[Rendered]:
-    from kfg.config.load import load_pipeline
+    from kfg.core.load import load_pipeline
     from kfg.render.build import render
 
     items = []

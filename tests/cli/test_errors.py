@@ -11,7 +11,7 @@ from tests.conftest import EXAMPLES, REPO
 
 PATCHED_MAIN = """
 import sys
-import kfg.config.load as load
+import kfg.core.load as load
 
 def broken(*args, **kwargs):
     raise {error}

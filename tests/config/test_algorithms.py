@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kfg.config.algorithms import ALGORITHMS, grid_axis
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from tests.conftest import EXAMPLES
 from tests.pipelines import make
 

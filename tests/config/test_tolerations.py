@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 
 GPU_STEP = "    - name: random-forest\n      cells: [17]\n"
 

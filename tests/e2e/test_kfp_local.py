@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.launcher.podlogs import parse
 from kfg.render.build import IR_FILE, render
 from tests.conftest import EXAMPLES

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.render.build import RUN_FILE, render
 from tests import crds
 from tests.conftest import EXAMPLES, REPO

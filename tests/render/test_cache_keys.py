@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.render.build import Rendered, render
 from tests.conftest import EXAMPLES, REPO
 from tests.pipelines import make, messages
@@ -257,7 +257,7 @@ def _digits_trials_share_every_step_before_the_tuned_ones() -> None:
 def test_steps_reading_a_read_only_snapshot_are_cache_hits_in_the_second_trial(
     tmp_path: Path,
 ) -> None:
-    from kfg.names import is_dns_label
+    from kfg.kube.names import is_dns_label
 
     first, second = _trials(_snapshot_pipeline(tmp_path, True), lambda n: {"lr": 0.1 * n})
     assert {"load", "features", "train", "evaluate"} <= first.executed
@@ -270,7 +270,7 @@ def test_steps_reading_a_read_only_snapshot_are_cache_hits_in_the_second_trial(
 
 @pytest.mark.parametrize("read_only", [True, False])
 def test_every_mounted_claim_name_is_valid_and_exists(tmp_path: Path, read_only: bool) -> None:
-    from kfg.names import is_dns_label
+    from kfg.kube.names import is_dns_label
 
     item = _snapshot_pipeline(tmp_path, read_only)
     cluster = Cluster()

@@ -6,7 +6,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.render.components import CLOUDPICKLE, build_component, function_name, literal
 from tests.pipelines import make
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.notebook.reader import read_notebook
 from kfg.render import gitops
 from kfg.render.build import EXPERIMENT_FILE, LAUNCHER_FILE, Rendered, render

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.render.build import EXPERIMENT_FILE, TUNING_IR_FILE, VERSION_FILE, Rendered, render
 from kfg.render.katib import REVISION_ANNOTATION, STEPS_ANNOTATION
 from tests.conftest import EXAMPLES

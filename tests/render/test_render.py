@@ -15,9 +15,9 @@ from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.errors import KfgError
-from kfg.names import is_dns_label
+from kfg.kube.names import is_dns_label
 from kfg.render import gitops
 from kfg.render.build import (
     IR_FILE,

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from kfg.names import is_dns_label
+from kfg.kube.names import is_dns_label
 from kfg.render import gitops
 from kfg.render.build import SNAPSHOTS_FILE, Rendered, render
 from tests import crds

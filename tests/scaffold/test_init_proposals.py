@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.config.load import load_pipeline
+from kfg.core.load import load_pipeline
 from kfg.notebook.reader import parse_notebook, read_notebook
 from kfg.scaffold import propose
 from kfg.scaffold.writer import to_yaml

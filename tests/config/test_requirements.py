@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.pep508 import RequirementError, normalize
+from kfg.config.requirements import RequirementError, normalize
 from tests.pipelines import make, messages
 
 HOSTILE = [

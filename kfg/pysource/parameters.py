@@ -10,7 +10,7 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from kfg.analysis.source import is_ipython_call, parse_cell, to_python
+from kfg.pysource.source import is_ipython_call, parse_cell, to_python
 
 ParameterValue = bool | int | float | str | list[Any] | dict[str, Any]
 

@@ -13,8 +13,15 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from kfg.config.load import load_pipeline
-from kfg.restore import RestoreError, build, fetch_value, from_directory, from_run, notebook_server
+from kfg.cluster.restore import (
+    RestoreError,
+    build,
+    fetch_value,
+    from_directory,
+    from_run,
+    notebook_server,
+)
+from kfg.core.load import load_pipeline
 from kfg.runtime.step import run_step, save_value
 from tests import crds
 from tests.conftest import EXAMPLES, REPO
@@ -126,7 +133,7 @@ def test_inputs_from_a_kfp_run(tmp_path: Path) -> None:
     assert inputs.parameters["hidden_units"] == 96
     assert inputs.parameters["learning_rate"] == 0.001  # not in the run: the default
     book = build(pipeline, notebook, "train", inputs)
-    assert book["cells"][1]["source"].startswith("from kfg.restore import fetch_value")
+    assert book["cells"][1]["source"].startswith("from kfg.cluster.restore import fetch_value")
     with pytest.raises(RestoreError, match="no output `X_val` of step `load`"):
         from_run(pipeline, flow, "evaluate", run, "http://kfp")
 

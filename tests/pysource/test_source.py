@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.analysis.source import bound_names, is_ipython_call, parse_cell, to_python
+from kfg.pysource.source import bound_names, is_ipython_call, parse_cell, to_python
 
 
 def names(code: str) -> set[str]:

@@ -17,14 +17,14 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean
-from kfg.yamlsource import Path, Positions
+from kfg.files.yamlsource import Path, Positions
 
 SCHEMA_ID = "https://kfg.dev/schemas/kale.v1alpha1.schema.json"
 API_VERSION = "kfg.dev/v1alpha1"
 KIND = "NotebookPipeline"
 
-_PACKAGED = FsPath(__file__).parent / "schemas" / "kale.schema.json"
-_SOURCE_TREE = FsPath(__file__).parent.parent / "schemas" / "kale.schema.json"
+_PACKAGED = FsPath(__file__).parent.parent / "schemas" / "kale.schema.json"
+_SOURCE_TREE = FsPath(__file__).parent.parent.parent / "schemas" / "kale.schema.json"
 
 
 def schema_path() -> FsPath:
@@ -221,7 +221,7 @@ def _validator_class() -> Any:
     """Draft 7 with `pattern` matched as ECMA-262 matches it (see `ecma_pattern`)."""
     from jsonschema import Draft7Validator, ValidationError, validators
 
-    from kfg.schemacheck import ecma_pattern
+    from kfg.config.schemacheck import ecma_pattern
 
     def pattern(validator: Any, rule: str, instance: Any, schema: Any) -> Iterator[Any]:
         if validator.is_type(instance, "string") and not ecma_pattern(rule).search(instance):
@@ -232,7 +232,7 @@ def _validator_class() -> Any:
 
 def validate(data: Any, positions: Positions, file: str) -> list[Diagnostic]:
     """Check `data` against the schema; one diagnostic per problem, placed at its node."""
-    from kfg.schemacheck import conforms
+    from kfg.config.schemacheck import conforms
 
     infinite = [
         Diagnostic(

@@ -40,7 +40,7 @@ class Side:
 def render_tree(root: Path) -> Side:
     """Render every kale.yaml under `root` in memory."""
     from kfg.analysis.drawing import as_mermaid
-    from kfg.config.load import find_config_files, load_pipeline
+    from kfg.core.load import find_config_files, load_pipeline
     from kfg.render.build import relative_to_root, render
 
     side = Side()

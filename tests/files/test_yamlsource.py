@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.yamlsource import MAX_BYTES, MAX_DEPTH, Pos, YamlError, load
+from kfg.files.yamlsource import MAX_BYTES, MAX_DEPTH, Pos, YamlError, load
 
 
 def test_values_and_keys_keep_their_positions() -> None:

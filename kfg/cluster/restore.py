@@ -10,7 +10,6 @@ inputs, step; when the prelude would overwrite an input, the inputs move after i
 from __future__ import annotations
 
 import ast
-import json
 import os
 import shutil
 import tempfile
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfg.analysis.dataflow import Flow
-from kfg.analysis.source import bound_names, parse_cell
 from kfg.config.model import Pipeline
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
+from kfg.pysource.source import bound_names, parse_cell
 
 if TYPE_CHECKING:
     from kfg.launcher.kfpapi import Kfp
@@ -108,7 +107,7 @@ def from_run(
 ) -> Inputs:
     """Inputs of `step` in a KFP run (the run as the v2beta1 API returns it), on a server
     with the artifact endpoints (see `artifact_api`)."""
-    from kfg.names import output_name
+    from kfg.kube.names import output_name
 
     here = flow.step(step)
     tasks = {
@@ -134,7 +133,7 @@ def from_run(
         expressions=expressions,
         parameters=parameters,
         origin=f"the artifacts of KFP run {run.get('run_id')}",
-        imports="from kfg.restore import fetch_value",
+        imports="from kfg.cluster.restore import fetch_value",
     )
 
 
@@ -242,7 +241,17 @@ def build(
 
 
 def dumps(book: dict[str, Any]) -> str:
-    return json.dumps(book, indent=1, ensure_ascii=False) + "\n"
+    """The notebook as Jupyter writes it, checked against nbformat's own schema first.
+
+    `kfg restore` is not on a fast path, so the reference library validates and writes it
+    (kfg's reader avoids nbformat's 0.3 s import only where commands must start fast).
+    """
+    import nbformat
+
+    node = nbformat.from_dict(book)  # type: ignore[no-untyped-call]
+    nbformat.validate(node)
+    text: str = nbformat.writes(node)  # type: ignore[no-untyped-call]
+    return text if text.endswith("\n") else text + "\n"
 
 
 # Kubeflow's JupyterLab image with the scientific Python stack. It has neither kfg nor the

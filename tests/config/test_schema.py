@@ -9,9 +9,9 @@ import pytest
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 
-from kfg import schema as kschema
 from kfg.config import model
-from kfg.yamlsource import load
+from kfg.config import schema as kschema
+from kfg.files.yamlsource import load
 
 SCHEMA = kschema.load_schema()
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kfg.analysis.parameters import parse_parameters
+from kfg.pysource.parameters import parse_parameters
 
 
 def test_literal_assignments() -> None:

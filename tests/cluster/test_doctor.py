@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kfg.doctor import (
+from kfg.cluster.doctor import (
     LAUNCHER_RULES,
     LAUNCHER_SIDECAR,
     MISSING,
@@ -621,7 +621,7 @@ def test_doctor_knows_what_the_launcher_is_rendered_with() -> None:
     import subprocess
     import sys
 
-    probe = "import sys, kfg.doctor; print('kfp' in sys.modules)"
+    probe = "import sys, kfg.cluster.doctor; print('kfp' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
         == "False\n"
@@ -662,7 +662,7 @@ def test_the_store_flag_is_read_as_go_parses_it(arguments: list[str], value: boo
 
 
 def test_needs_come_from_kale_yaml() -> None:
-    from kfg.config.load import load_pipeline
+    from kfg.core.load import load_pipeline
 
     digits = load_pipeline(EXAMPLES / "digits" / "kale.yaml", root=REPO).pipeline
     wine = load_pipeline(EXAMPLES / "wine" / "kale.yaml", root=REPO).pipeline
@@ -736,7 +736,7 @@ def test_healthy_fixture_is_not_shared_between_tests() -> None:
 
 
 def test_istio_without_injection_or_with_sidecars_in_trial_pods(cluster: FakeCluster) -> None:
-    from kfg.doctor import _istio
+    from kfg.cluster.doctor import _istio
 
     api = cluster.api()
     (plain,) = _istio(api, NAMESPACE, {}, False, KF)

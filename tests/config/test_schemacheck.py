@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.schema import _validator_class, load_schema
-from kfg.schemacheck import conforms, ecma_pattern
+from kfg.config.schema import _validator_class, load_schema
+from kfg.config.schemacheck import conforms, ecma_pattern
 from tests.conftest import EXAMPLES
 
 SCHEMA = load_schema()

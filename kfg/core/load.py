@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfg import schema
 from kfg.analysis.dataflow import Flow, Problem, analyse
-from kfg.config import checks
+from kfg.config import checks, schema
 from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
 from kfg.config.model import Pipeline, build
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
-from kfg.inputfile import InputFileError, read_bounded
+from kfg.files.inputfile import InputFileError, read_bounded
+from kfg.files.yamlsource import MAX_BYTES, Positions, YamlError, load
 from kfg.notebook.reader import Notebook, NotebookError, read_notebook
-from kfg.yamlsource import MAX_BYTES, Positions, YamlError, load
 
 CONFIG_NAMES = ("kale.yaml", "kale.yml")
 CONFIG_SUFFIXES = (".kale.yaml", ".kale.yml")

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from kfg.status import summarise, table
+from kfg.cluster.status import summarise, table
 from tests.conftest import EXAMPLES, REPO
 
 NAMESPACE = "team-a"
@@ -217,7 +217,7 @@ def test_missing_experiment_exits_1(cluster: tuple[FakeKubernetes, Path]) -> Non
 def test_kale_yaml_resolves_to_the_rendered_experiment(
     cluster: tuple[FakeKubernetes, Path],
 ) -> None:
-    from kfg.config.load import load_pipeline
+    from kfg.core.load import load_pipeline
     from kfg.render.build import render
 
     loaded = load_pipeline(EXAMPLES / "digits" / "kale.yaml", root=REPO)

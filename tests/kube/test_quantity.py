@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.quantity import INT64_MAX, kfp_cpu, kfp_memory, parse_duration, parse_quantity, too_large
+from kfg.kube.quantity import (
+    INT64_MAX,
+    kfp_cpu,
+    kfp_memory,
+    parse_duration,
+    parse_quantity,
+    too_large,
+)
 
 # kfp's own checks (kfp/dsl/pipeline_task.py), which kfg's output must pass.
 KFP_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?$")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from kfg import report
+from kfg.cli import report
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
 
 ERR = Diagnostic(Severity.ERROR, "bad", "50% off:\nnext, line", "dir,a/k:1.yaml", 3, 4, "spec.x")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg.diagnostics import Diagnostic, Severity
-from kfg.yamlsource import YamlError, check_limits
+from kfg.files.yamlsource import YamlError, check_limits
 
 RESOURCE_LIST = ("config.kubernetes.io/v1", "ResourceList")
 PATH = "internal.config.kubernetes.io/path"
@@ -112,7 +112,7 @@ def _dump(node: Any) -> str:
 
 def process(text: str, workdir: Path) -> tuple[str, int]:
     """The output ResourceList for an input one, and the exit status."""
-    from kfg.config.load import load_pipeline, repository_root
+    from kfg.core.load import load_pipeline, repository_root
     from kfg.render.build import relative_to_root, render
 
     handler = _yaml()

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from kfg.analysis.scopes import Kind, code_facts, function_free_names
+from kfg.pysource.scopes import Kind, code_facts, function_free_names
 
 
 def events(source: str) -> list[tuple[str, str]]:

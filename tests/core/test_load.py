@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kfg.config.load import find_config_files, load_pipeline, repository_root
+from kfg.core.load import find_config_files, load_pipeline, repository_root
 from kfg.diagnostics import Severity
 from tests.conftest import EXAMPLES
 from tests.notebooks import write_notebook

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kfg.inputfile import InputFileError, read_bounded
+from kfg.files.inputfile import InputFileError, read_bounded
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_regular_file_is_read_whole_up_to_its_limit(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Commands that talk to a cluster: status, doctor and restore."""

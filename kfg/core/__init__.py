@@ -1,0 +1,1 @@
+"""The one path every command takes: load, check and analyse a kale.yaml."""

@@ -1,0 +1,1 @@
+"""kfg in GitOps pipelines: the KRM function and the pull-request summary."""

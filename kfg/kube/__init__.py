@@ -1,0 +1,1 @@
+"""Kubernetes' own rules for names and resource quantities, in one place."""

@@ -1,0 +1,1 @@
+"""Facts about Python source: IPython syntax, scopes, parameters, cycles."""
