@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import typer
@@ -45,57 +44,27 @@ def command(
     2 usage error.
     """
     from kfg.cli.report import text
-    from kfg.core.load import display_path, load_pipeline, repository_root
-    from kfg.diagnostics import Severity
+    from kfg.core.load import display_path, repository_root
+    from kfg.core.project import load_project, render_project
 
     if check and stdout:
         usage_error("--check and --stdout cannot be combined")
     targets, files = config_files_or_exit(paths, root)
 
-    results = [load_pipeline(f, root=root) for f in files]
-    diagnostics = [d for r in results for d in r.diagnostics]
-    if diagnostics:
-        typer.echo(text(diagnostics), err=True)
-    if any(d.severity is Severity.ERROR for d in diagnostics):
+    project = load_project(files, root)
+    if project.ok:
+        project = render_project(project, root, launcher_image=launcher_image)
+    if project.diagnostics:
+        typer.echo(text(project.diagnostics), err=True)
+    if not project.ok:
         fail("nothing rendered: fix the errors above")
-    seen: dict[str, str] = {}
-    for result in results:
-        assert result.pipeline is not None
-        name = result.pipeline.name
-        if name in seen:
-            fail(f"{result.display} and {seen[name]} both define pipeline `{name}`")
-        seen[name] = result.display
+    rendered = project.rendered
 
-    from kfg.render.build import aggregate, relative_to_root, render
-    from kfg.render.kfp_build import CompileRefused
+    from kfg.render.build import aggregate, relative_to_root
     from kfg.render.package import NotOurs, diff, write
     from kfg.render.yamlout import dump_all
 
     repo = (root or repository_root(files[0].parent)).resolve()
-    rendered = []
-    for result in results:
-        assert result.pipeline and result.flow and result.notebook
-        pipeline = result.pipeline
-        if launcher_image:
-            launcher = dataclasses.replace(pipeline.launcher, image=launcher_image)
-            pipeline = dataclasses.replace(pipeline, launcher=launcher)
-        try:
-            rendered.append(render(pipeline, result.flow, result.notebook, repo))
-        except CompileRefused as exc:
-            fail(f"{result.display}: {exc}")
-
-    owners: dict[tuple[str, str, str], str] = {}
-    for item in rendered:
-        for obj in item.objects:
-            meta = obj["metadata"]
-            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
-            if key in owners and owners[key] != item.source:
-                fail(
-                    f"{item.source} and {owners[key]} both render {key[0]} `{key[2]}`;"
-                    " kustomize cannot hold both (name a different claim, version or account)"
-                )
-            owners[key] = item.source
-
     if stdout:
         typer.echo(dump_all([o for r in rendered for o in r.objects]), nl=False)
         return

@@ -30,15 +30,16 @@ def command(
     Exit status: 0 valid, 1 invalid, 2 usage error.
     """
     from kfg.cli import report
-    from kfg.core.load import display_path, load_pipeline
+    from kfg.core.load import display_path
+    from kfg.core.project import load_project
     from kfg.diagnostics import Severity, has_errors
 
     if output_format not in report.FORMATS:
         usage_error(f"unknown --format `{output_format}`; use one of {', '.join(report.FORMATS)}")
     _, files = config_files_or_exit(paths, root)
 
-    results = [load_pipeline(f, root=root) for f in files]
-    diagnostics = [d for r in results for d in r.diagnostics]
+    project = load_project(files, root)
+    results, diagnostics = project.results, project.diagnostics
     valid = not has_errors(diagnostics, strict=strict)
     if strict:
         diagnostics = [dataclasses.replace(d, severity=Severity.ERROR) for d in diagnostics]
@@ -52,8 +53,9 @@ def command(
     else:
         if diagnostics:
             typer.echo(report.text(diagnostics))
+        refused = {d.file for d in diagnostics if d.severity is Severity.ERROR}
         for result in results:
-            if result.ok and result.pipeline is not None:
+            if result.display not in refused and result.pipeline is not None:
                 p = result.pipeline
                 cells = sum(len(s.cells) for s in p.steps)
                 typer.echo(

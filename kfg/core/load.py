@@ -49,6 +49,7 @@ class LoadResult:
     cellmap: CellMap | None = None
     pipeline: Pipeline | None = None
     flow: Flow | None = None
+    positions: Positions | None = None  # where each key and value of the file stands
 
     @property
     def ok(self) -> bool:
@@ -198,7 +199,7 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
             )
         )
         return
-    findings.positions = document.positions
+    findings.positions = result.positions = document.positions
     if not isinstance(document.data, dict):
         findings.error(
             (),

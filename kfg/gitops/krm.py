@@ -33,7 +33,8 @@ RENDERED_DIR = "rendered"
 # larger than one kale.yaml; these bounds keep a hostile stdin from costing minutes.
 MAX_INPUT_BYTES = 8 << 20
 MAX_INPUT_NODES = 1_000_000
-SKIPPED_FILES = ("Kptfile", "kustomization.yaml", ".krmignore", "pipeline.ir.yaml")
+SKIPPED_FILES = ("Kptfile", "kustomization.yaml", ".krmignore")
+IR_SUFFIX = ".ir.yaml"  # the pipeline's and the tuning version's IR: not Kubernetes objects
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> li
         kind = config.get("kind")
         if kind == "NotebookPipeline":
             where = _annotation(config, PATH, LEGACY_PATH) or "kale.yaml"
-            targets.append(Target(workdir / where, _dump(config)))
+            targets.append(Target(workdir / where, _dump(_without_kpt_annotations(config))))
         elif kind == "ConfigMap":
             listed = str((config.get("data") or {}).get("paths", ""))
             for entry in listed.replace(",", "\n").split():
@@ -97,11 +98,26 @@ def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> li
             if located is None:
                 results.append(_result("a NotebookPipeline item has no path annotation"))
                 continue
-            targets.append(Target(workdir / located, _dump(item)))
+            targets.append(Target(workdir / located, _dump(_without_kpt_annotations(item))))
     unique: dict[Path, Target] = {}
     for target in targets:
         unique.setdefault(target.path.resolve(), target)
     return list(unique.values())
+
+
+def _without_kpt_annotations(item: Any) -> Any:
+    """The kale.yaml as its author wrote it: without the path and index annotations kpt adds
+    when it reads a package (kept on the item itself, which passes through)."""
+    import copy
+
+    clean = copy.deepcopy(item)
+    annotations = (clean.get("metadata") or {}).get("annotations")
+    if annotations:
+        for key in (PATH, INDEX, LEGACY_PATH, LEGACY_INDEX, "internal.config.kubernetes.io/id"):
+            annotations.pop(key, None)
+        if not annotations:
+            del clean["metadata"]["annotations"]
+    return clean
 
 
 def _dump(node: Any) -> str:
@@ -112,8 +128,9 @@ def _dump(node: Any) -> str:
 
 def process(text: str, workdir: Path) -> tuple[str, int]:
     """The output ResourceList for an input one, and the exit status."""
-    from kfg.core.load import load_pipeline, repository_root
-    from kfg.render.build import relative_to_root, render
+    from kfg.core.load import display_path, repository_root
+    from kfg.core.project import Source, load_project, render_project
+    from kfg.render.build import relative_to_root
 
     handler = _yaml()
     results: list[dict[str, Any]] = []
@@ -145,24 +162,24 @@ def process(text: str, workdir: Path) -> tuple[str, int]:
         out["results"] = results
         return _dump(out), 1
 
-    failed = False
     rendered_items: list[dict[str, Any]] = []
     replaced: set[str] = set()
     root = repository_root(workdir)
-    for target in _targets(resources, workdir, results):
-        package_path = relative_to_root(target.path, workdir)
-        text_arg = target.text if target.text is not None and not target.path.is_file() else None
-        loaded = load_pipeline(target.path, root=root, text=text_arg)
-        results.extend(_diagnostic_result(d, package_path) for d in loaded.diagnostics)
-        if not loaded.ok or not (loaded.pipeline and loaded.flow and loaded.notebook):
-            failed = True
-            continue
-        item = render(loaded.pipeline, loaded.flow, loaded.notebook, root)
+    targets = _targets(resources, workdir, results)
+    # The function works on what it receives (the KRM functions specification): a kale.yaml
+    # that came in the ResourceList is read from there, so an earlier function's change or
+    # an inline functionConfig counts; only the notebook, which a ResourceList cannot carry,
+    # is read from disk, relative to the kale.yaml's path annotation.
+    project = render_project(load_project([Source(t.path, t.text) for t in targets], root), root)
+    shown = {display_path(t.path): relative_to_root(t.path, workdir) for t in targets}
+    results.extend(_diagnostic_result(d, shown.get(d.file, d.file)) for d in project.diagnostics)
+    for item in project.rendered:
         replaced.add(item.source)
-        base = Path(package_path).parent / RENDERED_DIR / loaded.pipeline.name
+        package_path = relative_to_root(item.pipeline.source, workdir)
+        base = Path(package_path).parent / RENDERED_DIR / item.pipeline.name
         for name, content in sorted(item.package.files.items()):
-            if Path(name).name in SKIPPED_FILES:  # the package's and each stage's
-                continue
+            if Path(name).name in SKIPPED_FILES or name.endswith(IR_SUFFIX):
+                continue  # the package's and each stage's kustomization, and the IRs
             for index, obj in enumerate(d for d in handler.load_all(content) if d):
                 annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
                 location = (base / name).as_posix()
@@ -177,5 +194,5 @@ def process(text: str, workdir: Path) -> tuple[str, int]:
     resources["items"] = kept + rendered_items
     if results:
         resources["results"] = results
-    failed = failed or any(r["severity"] == "error" for r in results)
+    failed = not project.ok or any(r["severity"] == "error" for r in results)
     return _dump(resources), 1 if failed else 0

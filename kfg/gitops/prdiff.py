@@ -38,21 +38,32 @@ class Side:
 
 
 def render_tree(root: Path) -> Side:
-    """Render every kale.yaml under `root` in memory."""
+    """Render every kale.yaml under `root` in memory, as `kfg render` would."""
     from kfg.analysis.drawing import as_mermaid
-    from kfg.core.load import find_config_files, load_pipeline
-    from kfg.render.build import relative_to_root, render
+    from kfg.core.load import find_config_files
+    from kfg.core.project import load_project, render_project
+    from kfg.render.build import relative_to_root
 
     side = Side()
-    for config in find_config_files([root]):
-        result = load_pipeline(config, root=root)
-        if not result.ok or not (result.pipeline and result.flow and result.notebook):
-            errors = sum(d.severity.value == "error" for d in result.diagnostics)
-            side.problems.append(f"`{relative_to_root(config, root)}` is invalid ({errors} errors)")
-            continue
-        name = result.pipeline.name
-        side.graphs[name] = as_mermaid(name, result.flow)
-        for obj in render(result.pipeline, result.flow, result.notebook, root).objects:
+    project = render_project(load_project(list(find_config_files([root])), root), root)
+    errors: dict[str, int] = {}
+    for d in project.diagnostics:
+        if d.severity.value == "error":
+            errors[d.file] = errors.get(d.file, 0) + 1
+    for result in project.results:
+        if result.display in errors:
+            count = errors[result.display]
+            side.problems.append(
+                f"`{relative_to_root(result.path, root)}` is invalid ({count} errors)"
+            )
+    if not project.ok:
+        return side  # kfg render would write nothing either
+    for item in project.rendered:
+        name = item.pipeline.name
+        valid = next(r for r in project.results if r.pipeline and r.pipeline.name == name)
+        assert valid.flow is not None
+        side.graphs[name] = as_mermaid(name, valid.flow)
+        for obj in item.objects:
             key = _key(obj)
             side.objects[key] = obj
             side.owners[key] = name

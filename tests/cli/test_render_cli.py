@@ -200,7 +200,13 @@ def test_two_configs_cannot_render_the_same_pipeline_name(repo: Path) -> None:
     kale.write_text(kale.read_text().replace("name: digits-mlp", "name: wine-quality"))
     result = kfg("render", cwd=repo)
     assert result.returncode == 1
-    assert "both define pipeline `wine-quality`" in result.stderr
+    assert "pipeline `wine-quality` is also defined by" in result.stderr
+    # One render path: validate finds the same problem, on the second file's name line.
+    validated = kfg("validate", cwd=repo)
+    assert validated.returncode == 1
+    line = kale.read_text().splitlines().index("  name: wine-quality") + 1
+    assert f"kale.yaml:{line}:" in validated.stdout
+    assert "pipeline `wine-quality` is also defined by" in validated.stdout
 
 
 def test_launcher_image_from_the_command_line(repo: Path) -> None:
@@ -241,4 +247,4 @@ def test_two_pipelines_cannot_render_the_same_snapshot(repo: Path) -> None:
         kale.write_text(kale.read_text() + volume)
     result = kfg("render", cwd=repo)
     assert result.returncode == 1
-    assert "both render VolumeSnapshot `shared-v1`" in result.stderr
+    assert "renders VolumeSnapshot `shared-v1`, as" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,65 @@ def test_a_hostile_resource_list_is_refused_quickly(stdin: str, reason: str) -> 
     assert "Traceback" not in result.stderr
     output = yaml.safe_load(result.stdout)
     assert reason in output["results"][0]["message"]
+
+
+def test_the_function_works_on_the_item_it_receives_not_the_file_on_disk() -> None:
+    """KRM functions specification: the input ResourceList is the truth. An upstream
+    function renamed a step to something invalid; the file on disk still has `total`."""
+    example = EXAMPLES / "tiny"
+    text = (example / "input.yaml").read_text()
+    assert "      - name: total\n" in text
+    mutated = run(example, text.replace("      - name: total\n", "      - name: Total_Step\n"))
+    assert mutated.returncode == 1
+    output = yaml.safe_load(mutated.stdout)
+    assert any("Total_Step" in r["message"] for r in output["results"])
+    assert not any(i["kind"] == "PipelineVersion" for i in output["items"])
+
+
+def test_an_inline_function_config_is_rendered_as_given() -> None:
+    example = EXAMPLES / "tiny"
+    config = (example / "kale.yaml").read_text().replace("name: tiny", "name: tiny-inline", 1)
+    indented = "".join(f"  {line}\n" for line in config.splitlines())
+    stdin = (
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\nfunctionConfig:\n"
+        + indented
+    )
+    result = run(example, stdin)
+    assert result.returncode == 0, result.stdout
+    names = {
+        i["metadata"]["name"]
+        for i in yaml.safe_load(result.stdout)["items"]
+        if i["kind"] == "Pipeline"
+    }
+    assert names == {"tiny-inline"}
+
+
+def test_items_alone_are_enough_without_a_function_config() -> None:
+    """`kpt fn eval . --exec "kfg fn render"` passes the package's resources as items and no
+    functionConfig: the NotebookPipeline items are found by themselves."""
+    example = EXAMPLES / "tiny"
+    text = (example / "input.yaml").read_text()
+    assert "functionConfig" not in text
+    result = run(example, text)
+    assert result.returncode == 0
+    kinds = [i["kind"] for i in yaml.safe_load(result.stdout)["items"]]
+    assert kinds.count("Pipeline") == 1 and "PipelineVersion" in kinds
+
+
+def test_two_items_defining_one_pipeline_render_nothing_twice(tmp_path: Path) -> None:
+    example = EXAMPLES / "tiny"
+    text = (example / "input.yaml").read_text()
+    first = text[text.index("- apiVersion: kfg.dev/v1alpha1") : text.index("- # A ConfigMap")]
+    second = first.replace(
+        "internal.config.kubernetes.io/path: kale.yaml",
+        "internal.config.kubernetes.io/path: other/kale.yaml",
+    )
+    (tmp_path / "other").mkdir()
+    shutil.copy(example / "tiny.ipynb", tmp_path / "other" / "tiny.ipynb")
+    shutil.copy(example / "tiny.ipynb", tmp_path / "tiny.ipynb")
+    stdin = "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n" + first + second
+    result = run(tmp_path, stdin)
+    assert result.returncode == 1
+    output = yaml.safe_load(result.stdout)
+    assert any("is also defined by" in r["message"] for r in output["results"])
+    assert [i["kind"] for i in output["items"]].count("Pipeline") == 0
