@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kfg-installed
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: demo test e2e lint bench lock clean
+.PHONY: demo test e2e lint bench lock golden clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@echo "make: creating $(VENV) and installing kfg with its pinned dependencies (a minute or two the first time)"
@@ -38,6 +38,12 @@ test: lint
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+# Every golden file: the examples' rendered output (examples/deploy, which the render tests
+# compare with) and the KRM function's expected output. Review the diff before committing.
+golden: $(STAMP)
+	$(BIN)/kfg render examples -o examples/deploy
+	KFG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/gitops/test_krm.py -k golden
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_speed.py
