@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import linecache
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,12 @@ from kfg.kube.quantity import kfp_cpu, kfp_memory
 from kfg.notebook.reader import Notebook
 from kfg.render import snapshots
 from kfg.render.components import Component, build_component
-from kfg.render.kfpimport import import_kfp_without_its_client
+from kfg.render.kfp_internals import (
+    FAST_LOADER,
+    import_kfp_without_its_client,
+    libyaml_in_the_compiler,
+    set_kubernetes_config,
+)
 from kfg.render.platform import kubernetes_config
 
 import_kfp_without_its_client()  # before the first `kfp` import below
@@ -102,7 +106,7 @@ def _configure(task: Any, step: Step, pipeline: Pipeline) -> None:
     task.set_caching_options(step.caching)
     if step.retries:
         task.set_retry(num_retries=step.retries)
-    task.platform_config["kubernetes"] = kubernetes_config(step, pipeline)
+    set_kubernetes_config(task, kubernetes_config(step, pipeline))
 
 
 def _first_user(pipeline: Pipeline, volume: str) -> Step:
@@ -163,40 +167,17 @@ def _pipeline_function(
     return body
 
 
-class _LibyamlForKfp:
-    """Stands in for the `yaml` module inside kfp's compiler while it writes manifests.
-
-    kfp serialises with PyYAML's pure-Python emitter, which takes most of a second for a
-    pipeline that embeds its code; libyaml's emitter writes the same documents about ten
-    times faster. Only `dump_all`, the function the compiler calls, is provided.
-    """
-
-    @staticmethod
-    def dump_all(documents: Any, stream: Any = None, **options: Any) -> Any:
-        return yaml.dump_all(documents, stream, Dumper=_FAST_DUMPER, **options)
-
-
-_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _manifests(graph: Any, path: Path, options: KubernetesManifestOptions) -> list[Any]:
     """Pipeline and PipelineVersion, as kfp's compiler writes them for the Kubernetes store."""
-    from kfp.compiler import pipeline_spec_builder
-
-    original = pipeline_spec_builder.yaml
-    pipeline_spec_builder.yaml = _LibyamlForKfp
-    try:
+    with libyaml_in_the_compiler():
         compiler.Compiler().compile(
             graph,
             str(path),
             kubernetes_manifest_options=options,
             kubernetes_manifest_format=True,
         )
-    finally:
-        pipeline_spec_builder.yaml = original
     text = path.read_text(encoding="utf-8")
-    return [d for d in yaml.load_all(text, Loader=_FAST_LOADER) if d is not None]
+    return [d for d in yaml.load_all(text, Loader=FAST_LOADER) if d is not None]
 
 
 def intermediate_representation(graph: Any) -> list[dict[str, Any]]:
@@ -227,30 +208,6 @@ def build_graph(
             _pipeline_function(pipeline, flow, factories)
         )
     return graph, components
-
-
-def _on_short_stack(function: Callable[[], T]) -> T:
-    """Call `function` in a new thread, whose call stack holds only its own frames.
-
-    Every task setting in kfp calls `inspect.stack()`, which costs time per frame on the
-    stack, most for frames of code without a source file (`python -m`, the CLI framework).
-    A fresh thread makes building a 9-step pipeline about twice as fast.
-    """
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(function())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="kfg-build")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return outcome[0]
 
 
 class CompileRefused(KfgError):
@@ -288,7 +245,7 @@ def compile_pipeline(
 def _compile(
     pipeline: Pipeline, flow: Flow, notebook: Notebook, version_base: str | None
 ) -> Compiled:
-    graph, components = _on_short_stack(lambda: build_graph(pipeline, flow, notebook))
+    graph, components = build_graph(pipeline, flow, notebook)
     ir = intermediate_representation(graph)
     version = versioned(version_base or pipeline.name, content_hash(ir))
     options = KubernetesManifestOptions(
