@@ -57,11 +57,21 @@ class ParameterProblem:
     message: str
 
 
+def _python_lines(source: str) -> list[str]:
+    """The lines `parse_cell` parsed: the source itself when it is plain Python (the
+    runtime's translation, and its import, are needed only for IPython syntax)."""
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return to_python(source).splitlines()
+    return source.splitlines()
+
+
 def parse_parameters(source: str) -> tuple[list[Parameter], list[ParameterProblem]]:
     tree = parse_cell(source)
     if not isinstance(tree, ast.Module):
         return [], [ParameterProblem(tree.line, f"invalid syntax: {tree.message}")]
-    lines = to_python(source).splitlines()
+    lines = _python_lines(source)
     found: dict[str, Parameter] = {}
     problems: list[ParameterProblem] = []
     for statement in tree.body:
