@@ -77,6 +77,10 @@ def check_schedules(
                 findings.error(
                     path,
                     "parameter-type",
-                    f"`{key}` is a {known[key].type_name} parameter (default"
-                    f" {known[key].default!r}); {value!r} is a {python_type(value)}",
+                    f"`{key}` is {_a(known[key].type_name)} parameter (default"
+                    f" {known[key].default!r}); {value!r} is {_a(python_type(value))}",
                 )
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
