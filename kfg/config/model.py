@@ -337,16 +337,25 @@ def build(
         tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
         launcher=_launcher(spec.get("launcher", {}), meta["name"]),
         snapshot_class=_snapshot_class(spec.get("snapshotClass"), meta["name"]),
-        schedules=tuple(_schedule(s) for s in spec.get("schedules", [])),
+        schedules=tuple(
+            _schedule(s, {p.name: p.type_name for p in parameters})
+            for s in spec.get("schedules", [])
+        ),
     )
 
 
-def _schedule(raw: dict[str, Any]) -> Schedule:
+def _schedule(raw: dict[str, Any], types: dict[str, str]) -> Schedule:
+    """The checks accepted an int for a float parameter; it is that float from here on, so a
+    local run and a KFP run see the same value."""
+    values = {
+        k: float(v) if types.get(k) == "float" and isinstance(v, int) else v
+        for k, v in raw.get("parameters", {}).items()
+    }
     return Schedule(
         name=raw["name"],
         cron=raw["cron"],
         time_zone=raw.get("timeZone", DEFAULT_TIME_ZONE),
-        parameters=dict(raw.get("parameters", {})),
+        parameters=values,
         experiment=raw.get("experiment"),
         concurrency=raw.get("concurrencyPolicy", DEFAULT_CONCURRENCY),
         successful_history=raw.get("successfulJobsHistoryLimit", DEFAULT_SUCCESSFUL_HISTORY),

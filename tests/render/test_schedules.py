@@ -82,7 +82,7 @@ def test_one_cronjob_per_schedule_in_the_release_stage(rendered: Rendered) -> No
     ) == (5, 2)
     assert _option(_args(weekly), "--experiment") == ["wine-weekly"]
     # The parameter's own type: `C: 2` in kale.yaml is a float parameter's 2.0.
-    assert _option(_args(weekly), "--param") == ["C:float=2", "test_size:float=0.2"]
+    assert _option(_args(weekly), "--param") == ["C:float=2.0", "test_size:float=0.2"]
     assert _option(_args(nightly), "--param") == ["max_depth:int=4", "n_estimators:int=50"]
 
 
