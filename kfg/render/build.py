@@ -8,7 +8,8 @@ Every package is split in two stages, each a kustomization of its own, and a top
 kustomization including both:
 
 - `pipeline/`: the Pipeline and the data snapshots, which everything else refers to;
-- `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job).
+- `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job,
+  the schedules' CronJobs).
 
 KFP's PipelineVersion webhook refuses a version whose Pipeline does not exist yet
 (kubeflow/pipelines 2.17.0 backend/src/apiserver/webhook/pipelineversion_webhook.go), and
