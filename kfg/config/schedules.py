@@ -9,7 +9,7 @@ from typing import Any
 
 from kfg.config.findings import Findings
 from kfg.diagnostics import did_you_mean
-from kfg.kube.cron import CRONJOB_NAME_MAX, CronError, parse, zone
+from kfg.kube.cron import CRONJOB_NAME_MAX, CronError, parse, zone, zone_names
 from kfg.pysource.parameters import Parameter, python_type
 
 
@@ -58,7 +58,8 @@ def check_schedules(
             try:
                 zone(schedule["timeZone"])
             except CronError as exc:
-                findings.error((*where, "timeZone"), "bad-time-zone", str(exc))
+                hint = did_you_mean(schedule["timeZone"], sorted(zone_names()))
+                findings.error((*where, "timeZone"), "bad-time-zone", f"{exc}{hint}")
         if parameters is None:
             continue
         for key, value in schedule.get("parameters", {}).items():

@@ -53,6 +53,12 @@ def test_a_valid_schedule_reaches_the_model(wine: Path) -> None:
         ('      cron: "0 25 * * *"\n', "0 25", "bad-cron", "hour: 25 is above the maximum (23)"),
         ('      cron: "0 3 * *"\n', "0 3 * *", "bad-cron", "expected 5 fields"),
         (
+            '      cron: "0 3 * * *"\n      timeZone: Europe/Berln\n',
+            "Berln",
+            "bad-time-zone",
+            "unknown time zone `Europe/Berln`; did you mean `Europe/Berlin`?",
+        ),
+        (
             '      cron: "0 3 * * *"\n      timeZone: Europe/Atlantis\n',
             "Atlantis",
             "bad-time-zone",
