@@ -16,6 +16,7 @@ Rendering never calls `next_fire`: it needs the clock, which only `kfg status` r
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -169,10 +170,19 @@ def parse(schedule: str) -> Cron:
     )
 
 
+# kubernetes pkg/apis/batch/validation/validation.go validateTimeZone: each `/`-separated
+# part of the name, then time.LoadLocation.
+_ZONE_PART = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}$")
+
+
 def zone(name: str) -> ZoneInfo:
-    """An IANA time zone as the controller loads it (Go's time.LoadLocation), or `CronError`."""
-    if name in ("", "Local") or name.startswith("/") or ".." in name:
-        raise CronError(f"`{name}` is not an IANA time zone name")
+    """An IANA time zone as the API server validates it and the controller loads it (Go's
+    time.LoadLocation), or `CronError`."""
+    for part in name.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _ZONE_PART.match(part):
+            raise CronError(f"unknown time zone `{name}`")
+    if name.lower() == "local":
+        raise CronError("`Local` is not an explicit time zone; name one, such as `Europe/Berlin`")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -63,7 +63,16 @@ def test_refuses_what_kubernetes_refuses(schedule: str, message: str) -> None:
 
 def test_time_zones_are_iana_names() -> None:
     assert zone("Europe/Berlin") == ZoneInfo("Europe/Berlin")
-    for bad in ("Mars/Olympus", "", "Local", "../etc/passwd", "/usr/share/zoneinfo/UTC"):
+    # validateTimeZone: each part 1-14 of [A-Za-z.-_0-9+], no `..`, no leading `-`; not Local.
+    for bad in (
+        "Mars/Olympus",
+        "",
+        "local",
+        "../etc/passwd",
+        "/usr/share/zoneinfo/UTC",
+        "Europe/-Berlin",
+        "America/Very_Long_City_Name",
+    ):
         with pytest.raises(CronError):
             zone(bad)
 
