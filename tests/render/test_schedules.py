@@ -13,6 +13,7 @@ import yaml
 from kfg.core.load import load_pipeline
 from kfg.render import gitops
 from kfg.render.build import SCHEDULES_FILE, Rendered, render
+from kfg.render.launcher import RULES
 from kfg.render.package import diff, write
 from tests import crds
 from tests.conftest import EXAMPLES, REPO
@@ -119,10 +120,7 @@ def test_the_role_adds_only_listing_runs(rendered: Rendered) -> None:
     runs = next(r for r in role["rules"] if r["resources"] == ["runs"])
     assert runs["verbs"] == ["create", "get", "list", "terminate"]
     others = [r for r in role["rules"] if r["resources"] != ["runs"]]
-    assert all(
-        "list" not in r["verbs"] or r["resources"] in (["pipelines"], ["experiments"], ["pods"])
-        for r in others
-    )
+    assert others == [r for r in RULES if r["resources"] != ["runs"]]
 
 
 def test_cronjobs_are_pruned_but_versions_are_kept(rendered: Rendered) -> None:
