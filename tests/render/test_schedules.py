@@ -193,3 +193,16 @@ def test_steps_receive_exactly_the_scheduled_parameters_they_read(rendered: Rend
     assert readers["max_depth"] == {"random-forest", "decision-tree"}
     assert readers["test_size"] == {"features"}
     assert readers["C"] == {"logistic-regression", "svm"}
+
+
+def test_kubectl_kustomize_builds_the_release_stage_with_its_cronjobs(
+    rendered: Rendered, tmp_path: Path
+) -> None:
+    from tests.render.test_render import _kustomize
+
+    write(rendered.package, tmp_path / "wine")
+    built = _kustomize(tmp_path / "wine" / "release")
+    assert [o["metadata"]["name"] for o in built if o["kind"] == "CronJob"] == [
+        "wine-scheduled-nightly",
+        "wine-scheduled-weekly-full",
+    ]
