@@ -21,6 +21,7 @@ from kfg.cli import (
     render,
     restore,
     run,
+    schedule_run,
     schema,
     status,
     submit,
@@ -64,6 +65,7 @@ app.command("graph")(graph.command)
 app.command("render")(render.command)
 app.command("trial")(trial.command)
 app.command("submit")(submit.command)
+app.command("schedule-run")(schedule_run.command)
 app.command("status")(status.command)
 app.command("restore")(restore.command)
 app.command("run")(run.command)

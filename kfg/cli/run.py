@@ -109,6 +109,11 @@ def command(
         None, "--cache-dir", envvar="KFG_CACHE_DIR", help="Cache directory (default: .kfg)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    schedule: str | None = typer.Option(
+        None,
+        "--schedule",
+        help="Run once with this schedule's parameters (spec.schedules); --param overrides them.",
+    ),
 ) -> None:
     """Run the notebook's pipeline here; steps whose inputs did not change come from the cache.
 
@@ -134,7 +139,15 @@ def command(
     if jobs is not None and jobs < 1:
         usage_error("--jobs must be at least 1")
     types = {p.name: p.type_name for p in pipeline.parameters}
-    values = {}
+    values: dict[str, Any] = {}
+    if schedule is not None:
+        scheduled = {s.name: s for s in pipeline.schedules}
+        if schedule not in scheduled:
+            usage_error(
+                f"--schedule: unknown schedule `{schedule}`{did_you_mean(schedule, scheduled)}"
+                f" (schedules: {', '.join(scheduled) or 'none'})"
+            )
+        values.update(scheduled[schedule].parameters)
     for argument in params:
         try:
             name, value = parse_override(argument, types)

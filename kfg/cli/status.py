@@ -51,11 +51,26 @@ def command(
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the experiment ends."),
     interval: float = typer.Option(5, "--interval", help="Seconds between refreshes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per refresh)."),
+    endpoint: str | None = typer.Option(
+        None,
+        "--endpoint",
+        envvar="KF_PIPELINES_ENDPOINT",
+        help="KFP API server: also show each schedule's last run state and link.",
+    ),
+    ui: str | None = typer.Option(
+        None, "--ui", help="KFP UI base URL for run links (e.g. https://kubeflow.example/pipeline)."
+    ),
 ) -> None:
     """Show how many trials run, succeeded, failed or stopped early, each trial's values and
-    metric, and the best result so far. Exit status 0; 1 when the experiment cannot be read."""
+    metric, and the best result so far; for a kale.yaml with spec.schedules, each schedule's
+    last and next fire time and last run first. Exit status 0; 1 when the cluster cannot be
+    read."""
     from kfg.cluster.status import StatusError, fetch, table
 
+    if Path(target).is_file() and _schedules(
+        Path(target), namespace, kubeconfig, context, as_json, endpoint, ui
+    ):
+        return
     if Path(target).is_file():
         name, configured = _experiment_of(Path(target))
     else:
@@ -71,3 +86,48 @@ def command(
         if not watch or summary.finished:
             return
         time.sleep(interval)
+
+
+def _schedules(
+    config: Path,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    as_json: bool,
+    endpoint: str | None,
+    ui: str | None,
+) -> bool:
+    """Print the schedules of a kale.yaml that has some; True when it has no Experiment."""
+    import datetime
+
+    from kubernetes import client
+
+    from kfg.cluster import schedules
+
+    result = load_or_exit(config)
+    pipeline = result.pipeline
+    assert pipeline is not None
+    if not pipeline.schedules:
+        return False
+    api, context_namespace = _client(kubeconfig, context)
+    where = namespace or pipeline.namespace or context_namespace
+    kfp = None
+    if endpoint:
+        from kfg.launcher.kfpapi import Kfp
+
+        kfp = Kfp.connect(endpoint)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        found = schedules.read(client.BatchV1Api(api.api_client), where, pipeline)
+        rows = []
+        for schedule in pipeline.schedules:
+            cronjob, jobs = found[schedule.name]
+            row = schedules.row(pipeline, schedule, now, cronjob, jobs)
+            if kfp is not None and row.last_run:
+                run = schedules.find_run(kfp, pipeline.namespace, row.last_run)
+                row = schedules.row(pipeline, schedule, now, cronjob, jobs, run, ui)
+            rows.append(row)
+    except schedules.ScheduleStatusError as exc:
+        fail(str(exc))
+    typer.echo(schedules.as_json(rows) if as_json else schedules.table(pipeline.name, where, rows))
+    return pipeline.tuning is None

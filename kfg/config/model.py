@@ -150,6 +150,27 @@ class Launcher:
     run_on_sync: bool = False
 
 
+DEFAULT_CONCURRENCY = "Forbid"
+DEFAULT_TIME_ZONE = "UTC"
+DEFAULT_SUCCESSFUL_HISTORY = 3
+DEFAULT_FAILED_HISTORY = 1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring run (`spec.schedules`): a CronJob starting the rendered version."""
+
+    name: str
+    cron: str
+    time_zone: str = DEFAULT_TIME_ZONE
+    parameters: dict[str, Any] = field(default_factory=dict)
+    experiment: str | None = None
+    concurrency: str = DEFAULT_CONCURRENCY
+    successful_history: int = DEFAULT_SUCCESSFUL_HISTORY
+    failed_history: int = DEFAULT_FAILED_HISTORY
+    suspend: bool = False
+
+
 def default_launcher_image() -> str:
     from kfg import __version__
 
@@ -177,6 +198,7 @@ class Pipeline:
     launcher: Launcher = field(
         default_factory=lambda: Launcher(default_launcher_image(), "kfg-launcher")
     )
+    schedules: tuple[Schedule, ...] = ()
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -315,6 +337,30 @@ def build(
         tuning=_tuning(spec["tuning"], metrics) if "tuning" in spec else None,
         launcher=_launcher(spec.get("launcher", {}), meta["name"]),
         snapshot_class=_snapshot_class(spec.get("snapshotClass"), meta["name"]),
+        schedules=tuple(
+            _schedule(s, {p.name: p.type_name for p in parameters})
+            for s in spec.get("schedules", [])
+        ),
+    )
+
+
+def _schedule(raw: dict[str, Any], types: dict[str, str]) -> Schedule:
+    """The checks accepted an int for a float parameter; it is that float from here on, so a
+    local run and a KFP run see the same value."""
+    values = {
+        k: float(v) if types.get(k) == "float" and isinstance(v, int) else v
+        for k, v in raw.get("parameters", {}).items()
+    }
+    return Schedule(
+        name=raw["name"],
+        cron=raw["cron"],
+        time_zone=raw.get("timeZone", DEFAULT_TIME_ZONE),
+        parameters=values,
+        experiment=raw.get("experiment"),
+        concurrency=raw.get("concurrencyPolicy", DEFAULT_CONCURRENCY),
+        successful_history=raw.get("successfulJobsHistoryLimit", DEFAULT_SUCCESSFUL_HISTORY),
+        failed_history=raw.get("failedJobsHistoryLimit", DEFAULT_FAILED_HISTORY),
+        suspend=raw.get("suspend", False),
     )
 
 

@@ -19,6 +19,7 @@ from kfg.config import checks, schema
 from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
 from kfg.config.model import Pipeline, build
+from kfg.config.schedules import check_schedules
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
 from kfg.files.inputfile import InputFileError, read_bounded
 from kfg.files.yamlsource import MAX_BYTES, Positions, YamlError, load
@@ -232,6 +233,7 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     reporters = checks.check_metrics(spec, findings, defined)
     checks.check_tuning(spec, findings, parameters)
     checks.check_algorithm_settings(spec, findings)
+    check_schedules(data, findings, parameters)
 
     if (
         findings.failed

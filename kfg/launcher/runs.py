@@ -55,6 +55,7 @@ class RunRequest:
     namespace: str | None = None
     timeout_seconds: float = 7200.0
     poll_seconds: float = 10.0
+    description: str | None = None  # shown in the KFP UI (a schedule says it started the run)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ class Launcher:
             },
             "runtime_config": {"parameters": dict(request.parameters)},
         }
+        if request.description:
+            body["description"] = request.description
         with _deferred_sigterm():
             run = self._call(
                 f"starting run `{request.run_name}`",

@@ -8,7 +8,8 @@ Every package is split in two stages, each a kustomization of its own, and a top
 kustomization including both:
 
 - `pipeline/`: the Pipeline and the data snapshots, which everything else refers to;
-- `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job).
+- `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job,
+  the schedules' CronJobs).
 
 KFP's PipelineVersion webhook refuses a version whose Pipeline does not exist yet
 (kubeflow/pipelines 2.17.0 backend/src/apiserver/webhook/pipelineversion_webhook.go), and
@@ -31,7 +32,7 @@ from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
-from kfg.render import gitops, katib, launcher, snapshots
+from kfg.render import gitops, katib, launcher, schedules, snapshots
 from kfg.render.package import (
     KPTFILE,
     KRMIGNORE,
@@ -54,6 +55,7 @@ VERSION_FILE = f"{RELEASE_STAGE}/version.yaml"
 LAUNCHER_FILE = f"{RELEASE_STAGE}/launcher.yaml"
 EXPERIMENT_FILE = f"{RELEASE_STAGE}/experiment.yaml"
 RUN_FILE = f"{RELEASE_STAGE}/run.yaml"
+SCHEDULES_FILE = f"{RELEASE_STAGE}/schedules.yaml"
 IR_FILE = "pipeline.ir.yaml"
 TUNING_IR_FILE = "tuning.ir.yaml"
 PIPELINE_LABEL = "kfg.dev/pipeline"
@@ -158,8 +160,10 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     add(PIPELINE_FILE, [o for o in objects if o["kind"] == "Pipeline"])
     add(VERSION_FILE, [o for o in objects if o["kind"] != "Pipeline"])
     objects[:0] = data
-    if pipeline.tuning is not None or pipeline.launcher.run_on_sync:
-        access = launcher.rbac(pipeline.launcher, labels, pipeline.namespace)
+    if pipeline.tuning is not None or pipeline.launcher.run_on_sync or pipeline.schedules:
+        access = launcher.rbac(
+            pipeline.launcher, labels, pipeline.namespace, schedules.rules(pipeline)
+        )
         add(LAUNCHER_FILE, access)
         objects += access
     if tuned is not None:
@@ -170,6 +174,10 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
         job = launcher.run_job(pipeline, compiled.version, labels)
         add(RUN_FILE, [job])
         objects.append(job)
+    if pipeline.schedules:
+        recurring = schedules.cron_jobs(pipeline, compiled.version, labels)
+        add(SCHEDULES_FILE, recurring)
+        objects += recurring
     for stage, files in stages.items():
         package.add(f"{stage}/{KUSTOMIZATION}", kustomization(files, source))
     ir_note = (

@@ -195,8 +195,13 @@ def run_job(pipeline: Pipeline, version: str, labels: dict[str, str]) -> dict[st
     }
 
 
-def rbac(launcher: Launcher, labels: dict[str, str], namespace: str | None) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding for the launcher."""
+def rbac(
+    launcher: Launcher,
+    labels: dict[str, str],
+    namespace: str | None,
+    rules: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding for the launcher (`rules`: default `RULES`)."""
     name = launcher.service_account
 
     def metadata() -> dict[str, Any]:
@@ -216,7 +221,7 @@ def rbac(launcher: Launcher, labels: dict[str, str], namespace: str | None) -> l
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": metadata(),
-            "rules": RULES,
+            "rules": RULES if rules is None else rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

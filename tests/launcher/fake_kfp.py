@@ -372,6 +372,36 @@ class FakeKfp(Loopback):
         }
         return Reply(200, run)
 
+    def _run_service_list_runs(self, request: Recorded) -> Reply:
+        """ListRuns by namespace or experiment, with EQUALS and IS_SUBSTRING predicates on
+        run fields (kubeflow/pipelines 2.17.0 backend/src/apiserver/filter/filter.go;
+        model/run.go maps `display_name`, `state` and `experiment_id`)."""
+        namespace = request.query.get("namespace", [""])[0]
+        experiment = request.query.get("experiment_id", [""])[0]
+        if self.scenario.multi_user and not namespace and not experiment:
+            return status(400, 3, "Invalid input error: Namespace is required")
+        filter_json = request.query.get("filter", [None])[0]
+        predicates = json.loads(filter_json).get("predicates", []) if filter_json else []
+        namespaces = {e["experiment_id"]: e.get("namespace", "") for e in self.experiments}
+
+        def matches(run: dict[str, Any]) -> bool:
+            if experiment and run.get("experiment_id") != experiment:
+                return False
+            if not experiment and namespaces.get(run.get("experiment_id", "")) != namespace:
+                return False
+            for predicate in predicates:
+                value = str(run.get(predicate["key"], ""))
+                wanted = predicate.get("string_value", predicate.get("stringValue"))
+                operation = predicate.get("operation")
+                if operation in ("EQUALS", 1) and value != wanted:
+                    return False
+                if operation in ("IS_SUBSTRING", 9) and wanted not in value:
+                    return False
+            return True
+
+        found = [run for run in self.runs.values() if matches(run)]
+        return Reply(200, {"runs": found, "total_size": len(found)} if found else {})
+
     def _run_service_terminate_run(self, request: Recorded, run_id: str) -> Reply:
         if run_id not in self.runs:
             return status(404, 5, f"Run {run_id} not found")
