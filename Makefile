@@ -43,7 +43,7 @@ e2e: $(STAMP)
 # compare with) and the KRM function's expected output. Review the diff before committing.
 golden: $(STAMP)
 	$(BIN)/kfg render examples -o examples/deploy
-	KFG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/gitops/test_krm.py -k golden
+	KFG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/gitops/test_krm.py tests/render/test_schedules.py -k golden
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_speed.py
