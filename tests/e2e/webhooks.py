@@ -19,6 +19,7 @@ import contextlib
 import json
 import ssl
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,9 +196,12 @@ class PipelineVersionWebhook:
         self.plane = plane
         self.requests: list[tuple[str, str, bool]] = []  # (operation, name, allowed)
 
-    def default(self, obj: dict[str, Any]) -> tuple[bool, str, list[dict[str, Any]]]:
-        namespace = obj["metadata"].get("namespace", "")
+    def default(
+        self, obj: dict[str, Any], namespace: str
+    ) -> tuple[bool, str, list[dict[str, Any]]]:
         name = obj.get("spec", {}).get("pipelineName", "")
+        if not name:
+            return False, MISSING_PIPELINE, []
         try:
             pipeline = self.plane.api.get(
                 f"/apis/{KFP_GROUP_VERSION}/namespaces/{namespace}/pipelines/{name}"
@@ -244,8 +248,10 @@ class PipelineVersionWebhook:
         response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
         obj = request.get("object") or {}
         allowed, message = True, ""
-        if path.endswith("mutate-pipelineversion"):
-            allowed, message, patch = self.default(obj)
+        if urllib.parse.urlsplit(path).path.endswith("/mutate-pipelineversion"):
+            # The object of a create may not carry its namespace yet; the request does.
+            namespace = obj["metadata"].get("namespace") or request.get("namespace", "")
+            allowed, message, patch = self.default(obj, namespace)
             if allowed and patch:
                 response["patchType"] = "JSONPatch"
                 response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
@@ -331,7 +337,9 @@ def pipelineversion_webhook(plane: ControlPlane) -> Iterator[PipelineVersionWebh
             "metadata": {"name": "probe"},
             "spec": {"pipelineName": "absent"},
         }
-        wait_until_called(plane, probe_version, "kfp-probe", "pipelineversions", None)
+        wait_until_called(
+            plane, probe_version, "kfp-probe", "pipelineversions.pipelines.kubeflow.org", None
+        )
         yield hook
     finally:
         for configuration in configurations:

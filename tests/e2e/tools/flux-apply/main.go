@@ -11,7 +11,7 @@
 // needs a running Flux: sources, decryption, post-build substitution, health checks, pruning
 // and the Kustomization's status.
 //
-// Usage: flux-apply -kustomization FILE -source DIR [-custom-stage-kinds Kind.group,...]
+// Usage: flux-apply -kustomization FILE -source DIR [-custom-stage-kinds group/Kind,...]
 // Prints the change set as JSON lines {"subject": ..., "action": ...}; exits 1 on failure.
 package main
 
@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -53,7 +52,7 @@ func main() {
 	var kustomizationFile, source, customKinds string
 	flag.StringVar(&kustomizationFile, "kustomization", "", "a Flux Kustomization (YAML)")
 	flag.StringVar(&source, "source", "", "the source artifact's root directory")
-	flag.StringVar(&customKinds, "custom-stage-kinds", "", "--custom-apply-stage-kinds")
+	flag.StringVar(&customKinds, "custom-stage-kinds", "", "--custom-apply-stage-kinds: group/Kind,...")
 	flag.Parse()
 	if err := run(kustomizationFile, source, customKinds); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -148,7 +147,7 @@ func run(kustomizationFile, source, customKinds string) error {
 		fmt.Sprintf("%s/force", kustomizev1.GroupVersion.Group): kustomizev1.EnabledValue,
 	}
 	if customKinds != "" {
-		kinds, err := ssautil.ParseGroupKindSet(strings.Split(customKinds, ","))
+		kinds, err := ssautil.ParseGroupKindSet(customKinds)
 		if err != nil {
 			return err
 		}
