@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,20 +378,6 @@ class Api:
             namespace=name,
         )
 
-    def can(self, user: str, attributes: dict[str, str]) -> bool:
-        """A SubjectAccessReview: may `user` do `attributes`, as RBAC decides it?"""
-        groups = ["system:authenticated"]
-        if user.startswith("system:serviceaccount:"):
-            namespace = user.split(":")[2]
-            groups += ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {"user": user, "groups": groups, "resourceAttributes": attributes},
-        }
-        answer = self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
-        return bool(answer["status"].get("allowed"))
-
 
 def ssl_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
@@ -429,8 +415,9 @@ class ControlPlane:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        processes: list[Process] = []
-        plane = cls(directory, ca, None, directory / "kubeconfig", processes)  # type: ignore[arg-type]
+        server = f"https://{LOOPBACK}:{free_port()}"
+        api = Api(server, ssl_context(directory / "ca.crt", *admin))
+        plane = cls(directory, ca, api, directory / "kubeconfig", [])
         try:
             plane._start(etcd, apiserver, serving, admin)
         except BaseException:
@@ -469,8 +456,8 @@ class ControlPlane:
             lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=2).status == 200,
             etcd_process,
         )
-        port = free_port()
-        server = f"https://{LOOPBACK}:{port}"
+        server = self.api.server
+        port = urllib.parse.urlsplit(server).port
         apiserver_process = Process.start(
             "kube-apiserver",
             [
@@ -500,7 +487,6 @@ class ControlPlane:
             d / "kube-apiserver.log",
         )
         self.processes.append(apiserver_process)
-        self.api = Api(server, ssl_context(d / "ca.crt", *admin))
         wait_for(
             "kube-apiserver /readyz",
             self.api.ready,
@@ -535,11 +521,6 @@ class ControlPlane:
                 }
             )
         )
-
-    def check_alive(self) -> None:
-        for process in self.processes:
-            if not process.alive():
-                raise ClusterError(f"{process.name} has exited:\n{process.tail()}")
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -588,11 +569,3 @@ class ControlPlane:
 
     def as_token(self, token: str) -> Api:
         return Api(self.api.server, ssl_context(self.directory / "ca.crt"), token=token)
-
-
-@contextlib.contextmanager
-def started(process: Process) -> Iterator[Process]:
-    try:
-        yield process
-    finally:
-        process.stop()
