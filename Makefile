@@ -36,7 +36,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q --ignore=tests/e2e
 
+# The end-to-end tier; its Go tools (kube-apiserver, etcd, Katib's webhooks, Flux's apply)
+# are built once per machine into ~/.cache/kfg-e2e (needs Go; see README).
 e2e: $(STAMP)
+	$(BIN)/python tests/e2e/tools/build.py
 	$(BIN)/pytest -q tests/e2e
 
 # Every golden file: the examples' rendered output (examples/deploy, which the render tests
