@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kfg.quantity import parse_quantity
+from kfg.kube.quantity import parse_quantity
 
 
 def wave(obj: dict[str, Any]) -> int:

@@ -9,13 +9,11 @@ API server with RBAC on, and the ServiceAccount's own token asks the same questi
 
 from __future__ import annotations
 
-import ast
 import itertools
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
 from tests.e2e.cluster import ControlPlane
 from tests.e2e.conftest import Repository
 
@@ -50,56 +48,25 @@ KFP_VERBS = [
     "report",
 ]
 
-# The kfp.Client methods kfg/launcher/runs.py uses, and what KFP 2.17.0 checks for each:
-# - get_pipeline_id: kfp 2.17.0 client.py lists pipelines with a name filter;
-#   backend/src/apiserver/server/pipeline_server.go listPipelines, Verb list on pipelines.
-# - list_pipeline_versions: pipeline_server.go listPipelineVersions -> canAccessPipeline,
-#   Verb list, Resource pipelines (versions are authorised as their pipeline).
-# - create_experiment: kfp client.py create_experiment calls get_experiment first, which
-#   lists experiments with a name filter; experiment_server.go listExperiments (list) and
-#   createExperiment (create).
-# - run_pipeline: run_server.go createRun, Verb create on runs.
-# - get_run: run_server.go getRun, Verb get on runs.
-# - terminate_run: run_server.go terminateRun, Verb terminate on runs.
-# - _run_api (the raw GETs of `Launcher.get`, reading a run's artifacts): KFP 2.17.0 serves
-#   artifact content only through run_artifact_server.go, Verb readArtifact on runs.
-NEEDS: dict[str, list[tuple[str, str]]] = {
-    "get_pipeline_id": [("pipelines", "list")],
-    "list_pipeline_versions": [("pipelines", "list")],
-    "create_experiment": [("experiments", "list"), ("experiments", "create")],
-    "run_pipeline": [("runs", "create")],
-    "get_run": [("runs", "get")],
-    "terminate_run": [("runs", "terminate")],
-    "_run_api": [("runs", "readArtifact")],
-}
-
+# What the launcher calls is derived in tests/launcher/test_trial.py
+# (test_the_role_grants_exactly_what_the_launcher_uses: a run against the KFP 2.17.0 stand-in,
+# each request mapped to what backend/src/apiserver/server/*_server.go authorises) and
+# proved equal to kfg.render.launcher.RULES. Here that Role meets a real RBAC authorizer.
 PACKAGES_WITH_LAUNCHER = ["digits-mlp", "full-pipeline"]
-
-
-def launcher_client_calls() -> set[str]:
-    """Every `self.client.NAME` the launcher code refers to."""
-    tree = ast.parse((REPO / "kfg" / "launcher" / "runs.py").read_text(encoding="utf-8"))
-    return {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "client"
-        and isinstance(node.value.value, ast.Name)
-        and node.value.value.id == "self"
-    }
-
-
-def test_every_kfp_call_of_the_launcher_is_in_the_table() -> None:
-    assert launcher_client_calls() <= set(NEEDS), (
-        "the launcher calls kfp.Client methods this test does not know the KFP permissions"
-        f" of: {sorted(launcher_client_calls() - set(NEEDS))}"
-    )
+# Outside KFP, the launcher reads its run's step logs (kfg/launcher/podlogs.py).
+CLUSTER_NEEDS = {("", "pods", "", "list"), ("", "pods", "log", "get")}
 
 
 def _needed() -> set[tuple[str, str]]:
-    calls = launcher_client_calls()
-    return {need for call in calls for need in NEEDS[call]}
+    from kfg.render.launcher import RULES
+
+    return {
+        (resource, verb)
+        for rule in RULES
+        if GROUP in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 class Identity:
@@ -177,10 +144,20 @@ def test_the_role_names_only_what_kfp_authorises(launcher: tuple[Identity, dict[
     unused = sorted(
         f"{resource}:{verb}"
         for rule in role["rules"]
+        if GROUP in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
         if resource not in KFP_RESOURCES or verb not in KFP_VERBS
     )
+    others = sorted(
+        (group, *resource.partition("/")[::2], verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        if group != GROUP
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    )
+    assert {(g, r, sub, v) for g, r, sub, v in others} == CLUSTER_NEEDS
     assert not unused, f"rules KFP 2.17.0 never checks: {unused}"
 
 
@@ -202,6 +179,7 @@ def test_the_launcher_may_not_touch_the_cluster(launcher: tuple[Identity, dict[s
     # KFP authorises its API's pipelines with the group and resource of the Pipeline CRD,
     # so the `pipelines list` the launcher needs also lets it list Pipeline objects.
     shared = {(GROUP, "pipelines", verb) for resource, verb in _needed() if resource == "pipelines"}
+    shared |= {(group, resource, verb) for group, resource, sub, verb in CLUSTER_NEEDS if not sub}
     allowed = sorted(
         f"{group or 'core'}/{resource}:{verb}"
         for (group, resource), verb in itertools.product(kinds, verbs)
@@ -210,6 +188,10 @@ def test_the_launcher_may_not_touch_the_cluster(launcher: tuple[Identity, dict[s
             {"group": group, "resource": resource, "verb": verb, "namespace": identity.namespace}
         )
     )
+    for group, resource, sub, verb in sorted(CLUSTER_NEEDS):
+        attributes = {"group": group, "resource": resource, "verb": verb}
+        granted = identity.can({**attributes, "subresource": sub, "namespace": identity.namespace})
+        assert granted, f"the launcher needs {resource}/{sub}:{verb} to read its run's logs"
     token = {
         "resource": "serviceaccounts",
         "subresource": "token",
