@@ -75,22 +75,32 @@ def _shown(cell: Cell) -> str:
 def _drift_message(drift: anchors.Drift, spec: dict[str, Any], notebook: Notebook) -> str:
     """ "cells moved: a cell was inserted at 1; step `load` referred to cell 6, which is now
     cell 7": what happened first, then the references it broke, most important first."""
-    owners: dict[int, str] = {}
+    broken: list[tuple[bool, int, str]] = []
     for role, _, refs in _section_refs(spec):
         for value in refs:
             try:
                 ref = parse_ref(value)
             except CellRefError:
                 continue
-            if ref.kind in ("position", "range"):
-                for position in range(ref.start, ref.end + 1):
-                    owners.setdefault(position, role)
-    broken = [
-        f"{describe_role(owners[old])} referred to cell {old}, which is now cell {new}"
-        for old, new in sorted(drift.moves.items())
-        if old in owners
-    ]
-    shown = broken[:2] + ([f"{len(broken) - 2} more"] if len(broken) > 2 else [])
+            if ref.kind not in ("position", "range"):
+                continue
+            start, end = drift.translate(ref.start), drift.translate(ref.end)
+            if (start, end) == (ref.start, ref.end):
+                continue
+            if ref.start == ref.end:
+                what = f"cell {ref.start}, which is now cell {start}"
+            else:
+                what = f"cells {ref.start}-{ref.end}, which are now {start}-{end}"
+            broken.append(
+                (
+                    not role.startswith("step:"),
+                    ref.start,
+                    f"{describe_role(role)} referred to {what}",
+                )
+            )
+    broken.sort()
+    moved = [text for _, _, text in broken]
+    shown = moved[:2] + ([f"{len(moved) - 2} more"] if len(moved) > 2 else [])
     what = "; ".join([*drift.changes[:2], *shown])
     return (
         f"cells moved in {notebook.path.name}: {what}; run `kfg fix --write` to follow the"

@@ -81,13 +81,14 @@ def detect(recorded: Mapping[str, str], notebook: Notebook) -> Drift:
             drift.changes.append(f"cell {old} moved to {new}")
         elif after > before:
             count = after - before
-            if new - previous_new - 1 == count + (old - previous_old - 1):
-                if old - previous_old == 1:
-                    at = previous_new + 1
-                    span = f"at {at}" if count == 1 else f"at {at}-{at + count - 1}"
-                else:
-                    span = f"between cell {previous_new} and cell {new}"
-                drift.changes.append(f"{_cells(count)} inserted {span}")
+            if old - previous_old == 1:  # nothing unrecorded between: the place is known
+                at = previous_new + 1
+                span = f"at {at}" if count == 1 else f"at {at}-{at + count - 1}"
+            elif previous_new == 0:
+                span = f"above cell {new}"
+            else:
+                span = f"between cell {previous_new} and cell {new}"
+            drift.changes.append(f"{_cells(count)} inserted {span}")
         elif after < before:
             count = before - after
             span = "at the top" if previous_old == 0 else f"after cell {previous_new}"
