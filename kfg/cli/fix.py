@@ -36,6 +36,9 @@ def command(
         try:
             result = fix_file(path, root=root, ids=ids)
         except FixError as exc:
+            if check:  # `kfg validate` reports why it does not load; drift is this check's job
+                typer.echo(f"kfg: {exc}", err=True)
+                continue
             fail(str(exc))
         if result.drift:
             drifted.append(result.display)

@@ -112,6 +112,18 @@ def _sequence_edit(text: str, node: SequenceNode, items: list[str]) -> _Edit:
     return _Edit(start, last.end_mark.index, "\n".join(lines))
 
 
+def _keep_comment_column(text: str, edit: _Edit) -> _Edit:
+    """`prelude: [2, 3]   # imports` keeps its comment where it was when the new value fits."""
+    rest = text[edit.end : _line_end(text, edit.end)]
+    padding = len(rest) - len(rest.lstrip(" "))
+    if "\n" in edit.text or not rest.lstrip(" ").startswith("#") or padding == 0:
+        return edit
+    column = edit.end - _line_start(text, edit.end) + padding
+    new_end = edit.start - _line_start(text, edit.start) + len(edit.text)
+    spaces = max(2, column - new_end) if padding >= 2 else padding
+    return _Edit(edit.start, edit.end + padding, edit.text + " " * spaces)
+
+
 def _key(key: str) -> str:
     """Ids plain where YAML reads them back as strings; positions quoted (they are keys)."""
     return key if plain_is_safe(key) and not key[0].isdigit() else json.dumps(key)
@@ -244,6 +256,7 @@ def fix_text(
 
     text = original
     for edit in sorted(edits, key=lambda e: e.start, reverse=True):
+        edit = _keep_comment_column(original, edit)
         text = text[: edit.start] + edit.text + text[edit.end :]
     fixed.fixed = text
 

@@ -119,8 +119,8 @@ def edit(tmp_path: Path, cells: list[Cell], *, ids: bool = True) -> None:
 def test_fix_records_fingerprints_and_ids(tmp_path: Path) -> None:
     config = setup(tmp_path, ids=True, anchor_ids=True)
     text = config.read_text()
-    assert 'cells: ["id:load1..id:load2"]    # three cells' in text
-    assert 'prelude: ["id:imp"]          # imports' in text
+    assert 'cells: ["id:load1..id:load2"]  # three cells' in text
+    assert 'prelude: ["id:imp"]   # imports' in text
     assert '  cellHashes:\n    imp: "' in text
     result = load_pipeline(config)
     assert result.ok, result.diagnostics
