@@ -27,7 +27,7 @@ def test_kfg_validate_hook_rejects_a_bad_kale_yaml(tmp_path: Path) -> None:
     _git(repo, "init", "-q")
     shutil.copytree(EXAMPLES / "wine", repo / "wine")
     kale = repo / "wine" / "kale.yaml"
-    kale.write_text(kale.read_text().replace("cells: [22]", "cells: [99]"))
+    kale.write_text(kale.read_text().replace('cells: ["id:results"]', "cells: [99]"))
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "sample")
     pre_commit = [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "kfg-validate"]
@@ -39,7 +39,7 @@ def test_kfg_validate_hook_rejects_a_bad_kale_yaml(tmp_path: Path) -> None:
     assert rejected.returncode == 1, rejected.stdout + rejected.stderr
     assert "cell 99 is out of range: wine.ipynb has 22 cells" in rejected.stdout
 
-    kale.write_text(kale.read_text().replace("cells: [99]", "cells: [22]"))
+    kale.write_text(kale.read_text().replace("cells: [99]", 'cells: ["id:results"]'))
     _git(repo, "commit", "-qam", "fix")
     accepted = subprocess.run(
         [*pre_commit, "--all-files"], cwd=repo, capture_output=True, text=True, env=env, timeout=900

@@ -112,6 +112,15 @@ def _sequence_edit(text: str, node: SequenceNode, items: list[str]) -> _Edit:
     return _Edit(start, last.end_mark.index, "\n".join(lines))
 
 
+def _last_end(node: Node) -> int:
+    """Where the last value of a block collection ends (its own end takes in the comments
+    that follow it)."""
+    while isinstance(node, (MappingNode, SequenceNode)) and not node.flow_style and node.value:
+        last = node.value[-1]
+        node = last[1] if isinstance(node, MappingNode) else last
+    return int(node.end_mark.index)
+
+
 def _keep_comment_column(text: str, edit: _Edit) -> _Edit:
     """`prelude: [2, 3]   # imports` keeps its comment where it was when the new value fits."""
     rest = text[edit.end : _line_end(text, edit.end)]
@@ -232,7 +241,7 @@ def fix_text(
             edits.append(_Edit(node.start_mark.index, node.end_mark.index, new_items[0]))
 
     record = {key: anchors.fingerprint(notebook.cell(p)) for p, (key, _) in sorted(hashes.items())}
-    roles = {key: role.replace("step ", "").replace("`", "") for key, role in hashes.values()}
+    roles = {key: role.replace("`", "") for key, role in hashes.values()}
     if "cellHashes" in nodes:
         key_node, value_node = nodes["cellHashes"]
         if isinstance(value_node, MappingNode) and value_node.value and not value_node.flow_style:
@@ -249,10 +258,10 @@ def fix_text(
             end = _line_end(original, value_node.end_mark.index)
             edits.append(_Edit(start, end, _hashes_text(record, roles, indent, False)))
     elif record and "steps" in nodes:
-        key_node = nodes["steps"][0]
-        start = _line_start(original, key_node.start_mark.index)
-        indent = " " * key_node.start_mark.column
-        edits.append(_Edit(start, start, _hashes_text(record, roles, indent, False) + "\n"))
+        # Last in `spec`: out of the way of what people read, and no line above it moves.
+        indent = " " * nodes["steps"][0].start_mark.column
+        end = _line_end(original, _last_end(list(nodes.values())[-1][1]))
+        edits.append(_Edit(end, end, "\n" + _hashes_text(record, roles, indent, False)))
 
     text = original
     for edit in sorted(edits, key=lambda e: e.start, reverse=True):
