@@ -350,3 +350,18 @@ def test_cli_fix_shows_a_diff_writes_only_with_write_and_checks(
     written = runner.invoke(app, ["fix", "--write", str(config)])
     assert written.exit_code == 0
     assert runner.invoke(app, ["fix", "--check", str(config)]).exit_code == 0
+
+
+def test_render_and_run_report_the_same_explanation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup(tmp_path, ids=False, anchor_ids=False)
+    edit(tmp_path, [("top", "code", "import os"), *BASE])
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in (["render", "kale.yaml", "-o", "out"], ["run", "kale.yaml"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "cells moved in demo.ipynb: a cell was inserted above cell 3" in result.stderr
+        assert "run `kfg fix --write`" in result.stderr
+    assert not (tmp_path / "out").exists()
