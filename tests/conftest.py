@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,8 +19,22 @@ settings.load_profile("kfg")
 
 @pytest.fixture
 def wine(tmp_path: Path) -> Path:
-    """A private copy of the wine example inside its own git repository."""
+    """A private copy of the wine example inside its own git repository, with its cells
+    referred to by position as a hand-written kale.yaml does (see `positional`)."""
     (tmp_path / ".git").mkdir()
     shutil.copy(EXAMPLES / "wine" / "wine.ipynb", tmp_path / "wine.ipynb")
-    shutil.copy(EXAMPLES / "wine" / "kale.yaml", tmp_path / "kale.yaml")
+    text = (EXAMPLES / "wine" / "kale.yaml").read_text()
+    (tmp_path / "kale.yaml").write_text(positional(text, tmp_path / "wine.ipynb"))
     return tmp_path / "kale.yaml"
+
+
+def positional(text: str, notebook: Path) -> str:
+    """The example's kale.yaml with positions for ids and no `cellHashes`: what most checks
+    are about, on the same lines as before the example was anchored to ids."""
+    ids = {
+        cell["id"]: index
+        for index, cell in enumerate(json.loads(notebook.read_text())["cells"], start=1)
+    }
+    text = re.sub(r'"id:([\w-]+)\.\.id:([\w-]+)"', lambda m: f'"{ids[m[1]]}-{ids[m[2]]}"', text)
+    text = re.sub(r'"id:([\w-]+)"', lambda m: str(ids[m[1]]), text)
+    return text.split("  cellHashes:\n")[0]

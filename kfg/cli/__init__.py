@@ -15,6 +15,7 @@ from kfg.cli import (
     cells,
     diff,
     doctor,
+    fix,
     fn,
     graph,
     init,
@@ -72,6 +73,7 @@ app.command("run")(run.command)
 app.command("tune")(tune.command)
 app.command("diff")(diff.command)
 app.command("doctor")(doctor.command)
+app.command("fix")(fix.command)
 app.add_typer(fn.app, name="fn")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def command(
     from kfg.core.load import display_path, load_pipeline
     from kfg.kube.names import is_dns_label
     from kfg.notebook.reader import NotebookError, read_notebook
-    from kfg.scaffold import propose
+    from kfg.scaffold import anchor_to_ids, propose
+    from kfg.scaffold.fix import FixError, fix_text
     from kfg.scaffold.writer import to_yaml
 
     if not notebook.is_file():
@@ -63,6 +65,7 @@ def command(
         fail(f"{display_path(notebook)}:{exc.line}:{exc.column}: {exc.message}")
 
     proposal = propose(nb, name)
+    anchor_to_ids(proposal, nb)
     relative = os.path.relpath(notebook.resolve(), target.parent.resolve())
     proposal.data["spec"]["notebook"] = Path(relative).as_posix()
     document = to_yaml(
@@ -75,6 +78,10 @@ def command(
     )
     for note in proposal.notes:
         typer.echo(f"note: {note}", err=True)
+    # Record each referenced cell's fingerprint, as `kfg fix` does, so later edits to the
+    # notebook are noticed.
+    with contextlib.suppress(FixError):  # the check below says why it does not load
+        document = fix_text(document, target).fixed
     check = load_pipeline(target, text=document)
     if not check.ok:
         typer.echo(text(check.diagnostics), err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,26 @@ def test_init_writes_a_valid_kale_yaml_with_the_modeline_and_never_overwrites(
     assert (tmp_path / "kale.yaml").read_text() == "mine"
     assert runner.invoke(app, ["init", "--force", str(nb)]).exit_code == 0
     assert (tmp_path / "kale.yaml").read_text() == text
+
+
+def test_init_anchors_cells_by_id_and_records_fingerprints(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    nb = write_notebook(tmp_path / "titanic.ipynb", KALE_TITANIC, KALE_METADATA)
+    assert runner.invoke(app, ["init", str(nb)]).exit_code == 0
+    text = (tmp_path / "kale.yaml").read_text()
+    assert "prelude: ['id:c2..id:c3']" in text
+    assert '  cellHashes:\n    c2: "' in text
+    assert not re.search(r"cells: \[\d", text)
+
+
+def test_init_without_cell_ids_says_so_and_uses_positions(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    nb = write_notebook(tmp_path / "titanic.ipynb", KALE_TITANIC, KALE_METADATA, minor=4)
+    result = runner.invoke(app, ["init", str(nb)])
+    assert result.exit_code == 0, result.output
+    assert "has no cell ids (nbformat 4.4)" in result.stderr
+    text = (tmp_path / "kale.yaml").read_text()
+    assert "prelude: [2-3]" in text and '    "2": "' in text
 
 
 def test_init_uses_a_relative_schema_path_inside_the_kfg_repository(tmp_path: Path) -> None:

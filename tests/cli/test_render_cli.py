@@ -82,7 +82,7 @@ def test_a_pipeline_named_like_a_stage_cannot_join_an_aggregate(repo: Path) -> N
 
 def test_invalid_input_writes_nothing(repo: Path) -> None:
     kale = repo / "notebooks" / "wine" / "kale.yaml"
-    kale.write_text(kale.read_text().replace("cells: [22]", "cells: [99]"))
+    kale.write_text(kale.read_text().replace('cells: ["id:results"]', "cells: [99]"))
     result = kfg("render", "notebooks/wine/kale.yaml", "-o", "out", cwd=repo)
     assert result.returncode == 1
     assert "kale.yaml:" in result.stderr and "nothing rendered" in result.stderr
@@ -175,7 +175,7 @@ def test_graph_formats(repo: Path) -> None:
 
 def test_graph_of_invalid_config_exits_1(repo: Path) -> None:
     kale = repo / "notebooks" / "digits" / "kale.yaml"
-    kale.write_text(kale.read_text().replace("cells: [11]", "cells: [99]"))
+    kale.write_text(kale.read_text().replace('cells: ["id:evaluate"]', "cells: [99]"))
     result = kfg("graph", str(kale), cwd=repo)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -196,3 +196,22 @@ def test_every_error_is_reported_not_just_the_first() -> None:
     found = _messages(HEAD + "  steps: [{name: A, cells: x, retries: -1, colour: red}]\n")
     assert {c for _, c, _ in found} >= {"invalid-value", "wrong-type", "unknown-key"}
     assert len(found) == 4
+
+
+def test_id_ranges_and_cell_hashes_are_valid() -> None:
+    body = (
+        "  steps: [{name: a, cells: ['id:a1..id:c3', 'id:d4', 2, '3-4']}]\n"
+        "  cellHashes: {a1: '0f3a9b2c', '2': 'deadbeef'}\n"
+    )
+    assert _messages(HEAD + body) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("  steps: [{name: a, cells: [1]}]\n  cellHashes: {'1': 12345678}\n", "8 lowercase hex"),
+        ("  steps: [{name: a, cells: [1]}]\n  cellHashes: {'1': 'XYZ'}\n", "8 lowercase hex"),
+    ],
+)
+def test_bad_cell_hashes(body: str, fragment: str) -> None:
+    assert any(fragment in m for _, _, m in _messages(HEAD + body)), _messages(HEAD + body)

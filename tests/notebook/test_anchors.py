@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfg.notebook.anchors import detect, fingerprint, record
+from kfg.notebook.reader import parse_notebook
+from tests.notebooks import Cell, notebook_json
+
+CELLS: list[Cell] = [("code", "a = 1"), ("code", "b = a"), ("md", "# x"), ("code", "c = b")]
+
+
+def _nb(cells: list[Cell]):  # type: ignore[no-untyped-def]
+    return parse_notebook(notebook_json(cells), Path("n.ipynb"))
+
+
+def test_fingerprint_ignores_trailing_whitespace_but_not_code_or_type() -> None:
+    plain, spaced = _nb([("code", "x = 1\n")]).cells[0], _nb([("code", "x = 1   \n\n")]).cells[0]
+    assert fingerprint(plain) == fingerprint(spaced)
+    assert len(fingerprint(plain)) == 8
+    assert fingerprint(plain) != fingerprint(_nb([("code", "x = 2")]).cells[0])
+    assert fingerprint(plain) != fingerprint(_nb([("md", "x = 1")]).cells[0])
+
+
+def test_nothing_moved_and_edits_in_place_are_not_drift() -> None:
+    recorded = record([1, 2, 4], _nb(CELLS), by_id=False)
+    assert list(recorded) == ["1", "2", "4"]
+    assert not detect(recorded, _nb(CELLS))
+    edited = [("code", "a = 2"), *CELLS[1:]]
+    assert not detect(recorded, _nb(edited))
+
+
+def test_an_insertion_is_located_and_followed() -> None:
+    recorded = record([1, 2, 4], _nb(CELLS), by_id=False)
+    drift = detect(recorded, _nb([*CELLS[:2], ("code", "new = 0"), *CELLS[2:]]))
+    assert drift.moves == {4: 5}
+    assert drift.changes == ["a cell was inserted between cell 2 and cell 5"]
+    # The new cell is somewhere in 3-4; an unrecorded cell moves with the recorded one above.
+    assert drift.translate(3) == 3
+    top = detect(recorded, _nb([("code", "import os"), ("code", "import re"), *CELLS]))
+    assert top.changes == ["2 cells were inserted at 1-2"]
+    assert top.moves == {1: 3, 2: 4, 4: 6}
+
+
+def test_a_deletion_is_located() -> None:
+    recorded = record([1, 2, 4], _nb(CELLS), by_id=False)
+    drift = detect(recorded, _nb([CELLS[0], *CELLS[2:]]))
+    assert drift.changes == ["a cell was deleted after cell 1"]
+    assert drift.moves == {4: 3}
