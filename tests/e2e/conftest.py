@@ -122,7 +122,7 @@ FULL_SPEC: dict[str, Any] = {
     "launcher": {"kfpAccess": "token", "runOnSync": True, "image": "ghcr.io/acme/kfg:0.1.0"},
 }
 
-PACKAGES = ("wine-quality", "digits-mlp", "full-pipeline")
+PACKAGES = ("wine-quality", "digits-mlp", "full-pipeline", "wine-scheduled")
 
 
 def write_full(directory: Path, spec: dict[str, Any] | None = None) -> Path:
@@ -167,7 +167,8 @@ class Repository:
 
     def render(self) -> None:
         self._built.clear()
-        result = kfg(self.root, "render", "wine", "digits", "full", "-o", "deploy", "--force")
+        paths = ("wine", "digits", "full", "scheduled")
+        result = kfg(self.root, "render", *paths, "-o", "deploy", "--force")
         assert result.returncode == 0, result.stdout + result.stderr
 
     def objects(self, package: str) -> list[dict[str, Any]]:
@@ -182,6 +183,14 @@ def make_repository(root: Path) -> Repository:
     for name in ("wine", "digits"):
         shutil.copytree(EXAMPLES / name, root / name)
     write_full(root / "full")
+    # A pipeline with two schedules (CronJobs), the render tests' own.
+    scheduled = REPO / "tests" / "render" / "scheduled" / "kale.yaml"
+    (root / "scheduled").mkdir()
+    (root / "scheduled" / "kale.yaml").write_text(
+        scheduled.read_text()
+        .replace("../../../examples/wine/", "../wine/")
+        .replace("  namespace: team-a\n", "")  # each test applies into its own namespace
+    )
     repository = Repository(root)
     repository.render()
     return repository

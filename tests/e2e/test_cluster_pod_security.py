@@ -30,6 +30,8 @@ def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, An
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         if obj["kind"] == "Job":
             found.append((name, obj["spec"]["template"]))
+        elif obj["kind"] == "CronJob":
+            found.append((f"{name} Job", obj["spec"]["jobTemplate"]["spec"]["template"]))
         elif obj["kind"] == "Experiment":
             job = obj["spec"]["trialTemplate"]["trialSpec"]
             assert job["kind"] == "Job"
@@ -50,7 +52,7 @@ def as_pod(template: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("package", ["digits-mlp", "full-pipeline"])
+@pytest.mark.parametrize("package", ["digits-mlp", "full-pipeline", "wine-scheduled"])
 def test_every_pod_kfg_starts_passes_the_restricted_standard(
     package: str, control_plane: ControlPlane, rendered: Repository
 ) -> None:
