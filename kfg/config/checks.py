@@ -412,9 +412,20 @@ def _check_space(
     expected = {"int": "int", "double": "float", "categorical": "str", "discrete": "int or float"}[
         kind
     ]
+    if kind == "double" and python_type(default) == "int":
+        # Katib draws doubles such as 123.4 and `kfg trial` refuses them for an int parameter;
+        # truncating locally would report values the pipeline never ran with.
+        findings.error(
+            (*path, "type"),
+            "tuning-type",
+            f"`{name}` defaults to {default!r} (int), which a `double` search space cannot tune"
+            f" (its values such as {space['min'] + 0.5!r} are not whole numbers); use"
+            f" `type: int`, or make the default a float (`{name} = {float(default)!r}`)",
+        )
+        return
     type_ok = {
         "int": python_type(default) == "int",
-        "double": python_type(default) in ("int", "float"),
+        "double": python_type(default) == "float",
         "categorical": python_type(default) in ("str", "bool"),
         "discrete": python_type(default) in ("int", "float"),
     }[kind]
@@ -459,6 +470,20 @@ def _check_space(
     for j, value in enumerate(values):
         if kind == "discrete" and not _number(value):
             continue  # the schema reports it
+        if (
+            kind == "discrete"
+            and python_type(default) == "int"
+            and isinstance(value, float)
+            and not value.is_integer()
+        ):
+            findings.error(
+                (*path, "values", j),
+                "tuning-type",
+                f"value {value!r} is not a whole number but `{name}` is an int"
+                f" (`kfg trial` and `kfg tune` refuse it); make the default a float"
+                f" (`{name} = {float(default)!r}`) or try whole numbers",
+            )
+            continue
         if python_type(value) != python_type(default) and not (
             kind == "discrete" and _number(default)
         ):

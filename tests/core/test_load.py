@@ -316,7 +316,19 @@ TUNING_CASES = [
         "unknown-parameter",
         "did you mean `n_estimators`?",
     ),
-    ("random", "n_estimators: {type: double, min: 50, max: 500}", None, None),
+    (
+        "random",
+        "n_estimators: {type: double, min: 50, max: 500}",
+        "tuning-type",
+        "`double` search space cannot tune",
+    ),
+    (
+        "random",
+        "n_estimators: {type: discrete, values: [100, 200.5, 200]}",
+        "tuning-type",
+        "200.5 is not a whole number",
+    ),
+    ("random", "n_estimators: {type: discrete, values: [100.0, 200.0]}", None, None),
     ("random", "C: {type: int, min: 1, max: 5}", "tuning-type", "defaults to 1.0 (float)"),
     (
         "random",
