@@ -21,6 +21,11 @@ def _experiment_of(config: Path) -> tuple[str, str | None]:
     assert pipeline is not None and flow is not None and notebook is not None
     if pipeline.tuning is None:
         fail(f"{result.display} has no spec.tuning, so there is no Experiment to show")
+    if not pipeline.tuning.cluster:
+        fail(
+            f"{result.display} sets spec.tuning.cluster: false, so no Experiment is rendered;"
+            " `kfg tune` shows the local study"
+        )
     rendered = render(pipeline, flow, notebook, repository_root(config.parent))
     experiment = next(o for o in rendered.objects if o["kind"] == "Experiment")
     return experiment["metadata"]["name"], pipeline.namespace

@@ -412,7 +412,7 @@ def _check_space(
     expected = {"int": "int", "double": "float", "categorical": "str", "discrete": "int or float"}[
         kind
     ]
-    if kind == "double" and python_type(default) == "int":
+    if kind == "double" and isinstance(default, int) and not isinstance(default, bool):
         # Katib draws doubles such as 123.4 and `kfg trial` refuses them for an int parameter;
         # truncating locally would report values the pipeline never ran with.
         findings.error(
@@ -472,7 +472,8 @@ def _check_space(
             continue  # the schema reports it
         if (
             kind == "discrete"
-            and python_type(default) == "int"
+            and isinstance(default, int)
+            and not isinstance(default, bool)
             and isinstance(value, float)
             and not value.is_integer()
         ):
