@@ -35,12 +35,17 @@ def _client(kubeconfig: Path | None, context: str | None) -> tuple[Any, str]:
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    from kfg.cluster.status import kubeconfig_tried
+
     path = str(kubeconfig) if kubeconfig else None
     try:
         api_client = config.new_client_from_config(config_file=path, context=context)
         contexts, active = config.list_kube_config_contexts(config_file=path)
     except (ConfigException, OSError) as exc:
-        fail(f"cannot load the kubeconfig: {exc}")
+        fail(
+            f"cannot load the kubeconfig {kubeconfig_tried(kubeconfig)}: {exc};"
+            " pass --kubeconfig FILE or set KUBECONFIG"
+        )
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
     return client.CustomObjectsApi(api_client), namespace
