@@ -166,6 +166,24 @@ def test_katib_run_false_keeps_the_search_space_for_kfg_tune_only(tmp_path: Path
     assert "cluster" not in _kale_tuning(tmp_path, KATIB, katib_run=True).data["spec"]["tuning"]
 
 
+def test_packages_are_proposed_from_imports_at_the_installed_versions(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    cells = [
+        ("code", "import json\nimport numpy as np\nfrom sklearn.svm import SVC"),
+        ("md", "## Train"),
+        ("code", "import not_installed_anywhere\nx = np.zeros(2)"),
+    ]
+    proposal = propose(read_notebook(write_notebook(tmp_path / "i.ipynb", cells)))
+    spec = proposal.data["spec"]
+    assert spec["packages"] == [
+        f"numpy=={version('numpy')}",
+        f"scikit-learn=={version('scikit-learn')}",  # the distribution, not `sklearn`
+    ]
+    assert list(spec)[:2] == ["notebook", "packages"]
+    assert any("`not_installed_anywhere`, not installed here" in n for n in proposal.notes)
+
+
 def test_untagged_notebooks_get_one_step_per_section() -> None:
     proposal = propose(read_notebook(EXAMPLES / "wine" / "wine.ipynb"))
     spec = proposal.data["spec"]
