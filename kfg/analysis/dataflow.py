@@ -70,6 +70,13 @@ class Flow:
     def step(self, name: str) -> StepFlow:
         return next(s for s in self.steps if s.name == name)
 
+    def consumers(self, name: str) -> dict[str, list[str]]:
+        """For each output of step `name`, the steps that read it, in notebook order."""
+        return {
+            variable: [s.name for s in self.steps if s.inputs.get(variable) == name]
+            for variable in self.step(name).outputs
+        }
+
     @property
     def ok(self) -> bool:
         return not any(p.severity is Severity.ERROR for p in self.problems)

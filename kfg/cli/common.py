@@ -26,13 +26,30 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_INVALID)
 
 
+def _umask() -> int:
+    """The process umask; reading it means setting it, so it is set straight back."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the new one, never half."""
+    """Write `text` to `path` so that readers see the old file or the new one, never half.
+
+    mkstemp creates the file 0600; the result gets the mode `open()` would have given it
+    (0666 less the umask), or the mode of the file it replaces, so a kale.yaml is as
+    readable to the team and to CI as any other file the user writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
+            os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

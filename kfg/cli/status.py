@@ -21,6 +21,11 @@ def _experiment_of(config: Path) -> tuple[str, str | None]:
     assert pipeline is not None and flow is not None and notebook is not None
     if pipeline.tuning is None:
         fail(f"{result.display} has no spec.tuning, so there is no Experiment to show")
+    if not pipeline.tuning.cluster:
+        fail(
+            f"{result.display} sets spec.tuning.cluster: false, so no Experiment is rendered;"
+            " `kfg tune` shows the local study"
+        )
     rendered = render(pipeline, flow, notebook, repository_root(config.parent))
     experiment = next(o for o in rendered.objects if o["kind"] == "Experiment")
     return experiment["metadata"]["name"], pipeline.namespace
@@ -30,12 +35,17 @@ def _client(kubeconfig: Path | None, context: str | None) -> tuple[Any, str]:
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    from kfg.cluster.status import kubeconfig_tried
+
     path = str(kubeconfig) if kubeconfig else None
     try:
         api_client = config.new_client_from_config(config_file=path, context=context)
         contexts, active = config.list_kube_config_contexts(config_file=path)
     except (ConfigException, OSError) as exc:
-        fail(f"cannot load the kubeconfig: {exc}")
+        fail(
+            f"cannot load the kubeconfig {kubeconfig_tried(kubeconfig)}: {exc};"
+            " pass --kubeconfig FILE or set KUBECONFIG"
+        )
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
     return client.CustomObjectsApi(api_client), namespace

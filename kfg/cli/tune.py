@@ -151,6 +151,8 @@ def command(
     except KeyboardInterrupt:
         typer.echo("kfg: interrupted; finished trials are stored and will be reused", err=True)
         raise typer.Exit(130) from None
+    if summary.finished is not None:
+        typer.echo(f"kfg: {summary.finished}", err=True)
     if as_json:
         sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
     else:

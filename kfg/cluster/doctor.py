@@ -125,7 +125,7 @@ def needs_of(pipelines: Iterable[Pipeline], namespace: str | None = None) -> Nee
     rendered: list[str] = []
     default = False
     for p in items:
-        if p.tuning:
+        if p.tuning and p.tuning.cluster:
             algorithms.append(p.tuning.algorithm)
             if p.tuning.early_stopping:
                 stoppers.append(p.tuning.early_stopping)
@@ -141,7 +141,7 @@ def needs_of(pipelines: Iterable[Pipeline], namespace: str | None = None) -> Nee
                 default = True
         if any(s.snapshot_after for s in p.steps) and not chosen:
             default = True
-    launcher = [p for p in items if p.tuning or p.launcher.run_on_sync]
+    launcher = [p for p in items if (p.tuning and p.tuning.cluster) or p.launcher.run_on_sync]
     spaces = [namespace] if namespace else [p.namespace for p in items if p.namespace]
     return Needs(
         known=True,

@@ -7,7 +7,9 @@ summary is a plain data structure, printed as a table or as JSON by the CLI.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kfg.errors import KfgError
@@ -18,6 +20,20 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 # Trial condition types, in the order a trial moves through them.
 TRIAL_STATES = ("Created", "Running", "Succeeded", "Failed", "Killed", "EarlyStopped")
 FINISHED = ("Succeeded", "Failed")
+
+
+def kubeconfig_tried(path: Path | None) -> str:
+    """The file(s) the kubernetes client reads when no --kubeconfig is given, said plainly.
+
+    kubernetes-client/python config/kube_config.py: KUBE_CONFIG_DEFAULT_LOCATION is
+    $KUBECONFIG (a list separated by os.pathsep) or ~/.kube/config.
+    """
+    if path is not None:
+        return f"`{path}`"
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return f"`{env}` (from KUBECONFIG)"
+    return f"`{os.path.expanduser('~/.kube/config')}` (the default; KUBECONFIG is not set)"
 
 
 class StatusError(KfgError):

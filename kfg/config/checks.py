@@ -22,9 +22,14 @@ from kfg.config.algorithms import (
     grid_axis,
     setting_text,
 )
-from kfg.config.cellmap import PARAMETERS, CellMap, step_role
+from kfg.config.cellmap import PARAMETERS, PRELUDE, CellMap, step_role
 from kfg.config.findings import Findings
-from kfg.config.model import DEFAULT_MAX_TRIALS, DEFAULT_PARALLEL_TRIALS
+from kfg.config.model import (
+    DEFAULT_GPU_TYPE,
+    DEFAULT_IMAGE,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_PARALLEL_TRIALS,
+)
 from kfg.config.requirements import RequirementError
 from kfg.config.requirements import normalize as normalize_requirement
 from kfg.diagnostics import did_you_mean
@@ -33,6 +38,14 @@ from kfg.kube.names import ARTIFACT_PREFIXES
 from kfg.kube.quantity import INT64_MAX, parse_duration, parse_quantity, too_large
 from kfg.notebook.reader import Notebook
 from kfg.pysource.graph import find_cycle
+from kfg.pysource.imports import (
+    Import,
+    distributions,
+    imports,
+    installed_version,
+    is_stdlib,
+    provided,
+)
 from kfg.pysource.parameters import Parameter, parse_parameters, python_type
 from kfg.pysource.source import bound_names, parse_cell
 from kfg.upstream import KATIB
@@ -271,6 +284,102 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
             )
 
 
+_GPU_IMAGE = re.compile(r"cuda|gpu|nvidia|rocm|pytorch|tensorflow|jax|triton|ngc", re.IGNORECASE)
+_CPU_IMAGE = re.compile(r"(^|/)python:|slim|alpine|(^|/)(debian|ubuntu|busybox):")
+
+
+def check_gpus(spec: dict[str, Any], findings: Findings) -> None:
+    """A GPU step that cannot reach a GPU node, or whose image has no GPU libraries.
+
+    Both pass validation and the local run, then fail (or silently run on CPU) only in the
+    cluster: GPU nodes are commonly tainted and labelled, and python:*-slim has no CUDA.
+    """
+    default_image = spec.get("image", DEFAULT_IMAGE)
+    for index, step in enumerate(spec["steps"]):
+        gpu = step.get("resources", {}).get("gpu")
+        if not gpu:
+            continue
+        count, kind = (
+            (gpu, DEFAULT_GPU_TYPE)
+            if isinstance(gpu, int)
+            else (
+                gpu["count"],
+                gpu.get("type", DEFAULT_GPU_TYPE),
+            )
+        )
+        path = ("spec", "steps", index, "resources", "gpu")
+        if not step.get("nodeSelector") and not step.get("tolerations"):
+            findings.warning(
+                path,
+                "gpu-scheduling",
+                f"step `{step['name']}` asks for {count} {kind} but sets neither nodeSelector"
+                " nor tolerations; GPU nodes are usually tainted, so the pod may stay Pending:"
+                f" add e.g. `tolerations: [{{key: {kind}, operator: Exists, effect: NoSchedule}}]`",
+            )
+        image = step.get("image", default_image)
+        if _CPU_IMAGE.search(image) and not _GPU_IMAGE.search(image):
+            findings.warning(
+                ("spec", "steps", index, "image") if "image" in step else path,
+                "gpu-image",
+                f"step `{step['name']}` asks for {count} {kind} but its image `{image}` looks"
+                " CPU-only (no CUDA libraries); use a GPU image such as"
+                " pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+            )
+
+
+def check_imports(
+    spec: dict[str, Any], notebook: Notebook, cellmap: CellMap, findings: Findings
+) -> None:
+    """Modules a step imports that neither its image (as declared) nor its packages provide.
+
+    The laptop has them installed, so `kfg run` succeeds; the step's pod does not, so every
+    run fails there. The standard library never warns; `imageProvides` lists what the image
+    has (a site image with numpy and pandas).
+    """
+    prelude = [
+        (position, found)
+        for position in cellmap.sections.get(PRELUDE, [])
+        for found in _cell_imports(notebook, position)
+    ]
+    for index, step in enumerate(spec["steps"]):
+        packages = step.get("packages", spec.get("packages", []))
+        present = set(step.get("imageProvides", spec.get("imageProvides", [])))
+        image = step.get("image", spec.get("image", DEFAULT_IMAGE))
+        own = [
+            (position, found)
+            for position in cellmap.sections.get(step_role(step["name"]), [])
+            for found in _cell_imports(notebook, position)
+        ]
+        warned: set[str] = set()
+        for position, found in [*prelude, *own]:
+            module = found.module
+            if (
+                module in warned
+                or module in present
+                or is_stdlib(module)
+                or provided(module, packages)
+            ):
+                continue
+            warned.add(module)
+            distribution = distributions(module)[0]
+            version = installed_version(distribution)
+            pin = f"{distribution}=={version}" if version else distribution
+            where = "the prelude" if (position, found) in prelude else "its"
+            findings.warning(
+                ("spec", "steps", index, "packages" if "packages" in step else "name"),
+                "missing-package",
+                f"step `{step['name']}` imports `{module}` ({where} cell {position}, line"
+                f" {found.line}), which neither its packages nor its image `{image}` provide"
+                f" as declared; add `{pin}` to packages, or list `{module}` in imageProvides"
+                " if the image has it",
+            )
+
+
+def _cell_imports(notebook: Notebook, position: int) -> list[Import]:
+    tree = parse_cell(notebook.cell(position).source)
+    return imports(tree) if isinstance(tree, ast.Module) else []
+
+
 def check_tolerations(spec: dict[str, Any], findings: Findings) -> None:
     """What the API server's toleration validation rejects and the schema cannot say.
 
@@ -412,9 +521,20 @@ def _check_space(
     expected = {"int": "int", "double": "float", "categorical": "str", "discrete": "int or float"}[
         kind
     ]
+    if kind == "double" and isinstance(default, int) and not isinstance(default, bool):
+        # Katib draws doubles such as 123.4 and `kfg trial` refuses them for an int parameter;
+        # truncating locally would report values the pipeline never ran with.
+        findings.error(
+            (*path, "type"),
+            "tuning-type",
+            f"`{name}` defaults to {default!r} (int), which a `double` search space cannot tune"
+            f" (its values such as {space['min'] + 0.5!r} are not whole numbers); use"
+            f" `type: int`, or make the default a float (`{name} = {float(default)!r}`)",
+        )
+        return
     type_ok = {
         "int": python_type(default) == "int",
-        "double": python_type(default) in ("int", "float"),
+        "double": python_type(default) == "float",
         "categorical": python_type(default) in ("str", "bool"),
         "discrete": python_type(default) in ("int", "float"),
     }[kind]
@@ -459,6 +579,21 @@ def _check_space(
     for j, value in enumerate(values):
         if kind == "discrete" and not _number(value):
             continue  # the schema reports it
+        if (
+            kind == "discrete"
+            and isinstance(default, int)
+            and not isinstance(default, bool)
+            and isinstance(value, float)
+            and not value.is_integer()
+        ):
+            findings.error(
+                (*path, "values", j),
+                "tuning-type",
+                f"value {value!r} is not a whole number but `{name}` is an int"
+                f" (`kfg trial` and `kfg tune` refuse it); make the default a float"
+                f" (`{name} = {float(default)!r}`) or try whole numbers",
+            )
+            continue
         if python_type(value) != python_type(default) and not (
             kind == "discrete" and _number(default)
         ):

@@ -138,6 +138,7 @@ class Tuning:
     parallel_trials: int = DEFAULT_PARALLEL_TRIALS
     max_failed_trials: int = DEFAULT_MAX_FAILED_TRIALS
     revision: int | str | None = None  # bumped by hand to start a new Experiment
+    cluster: bool = True  # false: `kfg tune` only, no Katib Experiment is rendered
 
 
 @dataclass(frozen=True)
@@ -219,12 +220,20 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _gpu(raw: Any) -> Gpu | None:
+    """`gpu: 1` is shorthand for `gpu: {count: 1}` (the default type)."""
+    if not raw:
+        return None
+    if isinstance(raw, int):
+        return Gpu(raw)
+    return Gpu(raw["count"], raw.get("type", DEFAULT_GPU_TYPE))
+
+
 def _resources(raw: dict[str, Any]) -> Resources:
-    gpu = raw.get("gpu")
     return Resources(
         cpu=_amount(raw.get("cpu")),
         memory=_amount(raw.get("memory")),
-        gpu=Gpu(gpu["count"], gpu.get("type", DEFAULT_GPU_TYPE)) if gpu else None,
+        gpu=_gpu(raw.get("gpu")),
     )
 
 
@@ -290,6 +299,7 @@ def _tuning(raw: dict[str, Any], metrics: tuple[Metric, ...]) -> Tuning:
         parallel_trials=raw.get("parallelTrials", DEFAULT_PARALLEL_TRIALS),
         max_failed_trials=raw.get("maxFailedTrials", DEFAULT_MAX_FAILED_TRIALS),
         revision=raw.get("revision"),
+        cluster=raw.get("cluster", True),
     )
 
 

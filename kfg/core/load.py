@@ -224,12 +224,15 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     checks.check_steps(spec, findings, cellmap)
     checks.check_resources(spec, findings)
     checks.check_tolerations(spec, findings)
+    checks.check_gpus(spec, findings)
     checks.check_volumes(spec, findings)
     checks.check_packages(spec, findings)
     parameters = checks.parameters_of(spec, notebook, cellmap, findings)
     defined = (
         checks.step_definitions(spec, notebook, cellmap, findings) if notebook and cellmap else None
     )
+    if notebook and cellmap:
+        checks.check_imports(spec, notebook, cellmap, findings)
     reporters = checks.check_metrics(spec, findings, defined)
     checks.check_tuning(spec, findings, parameters)
     checks.check_algorithm_settings(spec, findings)

@@ -199,6 +199,7 @@ class Engine:
             "inputs": {v: str(p) for v, p in self._inputs(name).items()},
             "outputs": {v: str(work / OUTPUTS / v) for v in job["outputs"]},
             "metrics": job["metrics"],
+            "consumers": self.flow.consumers(name),
             "report": str(work / REPORT),
             "result": str(work / "metrics.json"),
         }

@@ -56,6 +56,7 @@ class TuneSummary:
     new_trials: int = 0
     plots: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # where the local study differs from Katib
+    finished: str | None = None  # why nothing ran: the study is complete, and how to extend it
 
     @property
     def best(self) -> TrialResult | None:
@@ -89,6 +90,7 @@ class TuneSummary:
             ],
             "plots": self.plots,
             "notes": self.notes,
+            "finished": self.finished,
         }
 
 
@@ -307,9 +309,21 @@ def suggest(trial: Any, space: SearchSpace, parameter_type: str) -> Any:
         return trial.suggest_int(space.name, int(space.min), int(space.max), step=step, log=log)
     if space.type == "double":
         assert space.min is not None and space.max is not None
-        value = trial.suggest_float(space.name, space.min, space.max, step=space.step, log=log)
-        return int(value) if parameter_type == "int" else value
+        if parameter_type == "int":
+            # `kfg trial` refuses 123.4 for an int parameter; so does the local engine.
+            raise TuneError(
+                f"parameter `{space.name}` is an int but its search space is `double`;"
+                " use `type: int`, or make the default a float"
+            )
+        return trial.suggest_float(space.name, space.min, space.max, step=space.step, log=log)
     choice = trial.suggest_categorical(space.name, list(space.values))
+    if parameter_type == "int" and isinstance(choice, float):
+        if not choice.is_integer():
+            raise TuneError(
+                f"parameter `{space.name}` is an int but the search space tries {choice!r},"
+                " which is not a whole number"
+            )
+        return int(choice)
     if parameter_type == "bool" and isinstance(choice, str):
         return choice.lower() == "true"
     if parameter_type == "float" and isinstance(choice, int):
@@ -368,7 +382,26 @@ def tune(
     summary = TuneSummary(name, tuning.metric, tuning.goal_type, notes=local_notes(tuning))
     summary.trials = [_result(t) for t in study.trials if t.state.is_finished()]
     wanted = trials if trials is not None else tuning.max_trials
-    remaining = max(0, wanted - sum(t.state == "COMPLETE" for t in summary.trials))
+    completed = sum(t.state == "COMPLETE" for t in summary.trials)
+    remaining = max(0, wanted - completed)
+    if tuning.algorithm == "grid":
+        points = _untried_grid(study, tuning)
+        untried = len(points)
+        study.sampler = _grid_queue(points[:remaining])
+        if not untried:
+            summary.finished = (
+                f"study {name} is finished: all {len(summary.trials)} grid points are tried;"
+                " to search further, change the grid (min, max, step or values) or bump"
+                " spec.tuning.revision to start afresh"
+            )
+        remaining = min(remaining, untried)
+    if remaining == 0 and summary.finished is None:
+        summary.finished = (
+            f"study {name} is finished: {completed} of {wanted} trials completed; to run"
+            f" more, pass `--trials {wanted + tuning.parallel_trials}` or raise"
+            " spec.tuning.maxTrials (finished trials are kept), or bump spec.tuning.revision"
+            " to start afresh"
+        )
     lock = threading.Lock()
     failures = sum(t.state == "FAIL" for t in summary.trials)
 
@@ -420,6 +453,56 @@ def tune(
     summary.trials.sort(key=lambda t: t.number)
     summary.plots = _plots(summary, cache.root / "tune" / name)
     return summary
+
+
+def _point(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
+def _untried_grid(study: Any, tuning: Tuning) -> list[dict[str, Any]]:
+    """The grid points, in Katib's order, that no finished trial of the study has tried."""
+    import itertools
+
+    names = [s.name for s in tuning.parameters]
+    axes = [_grid_values(s) for s in tuning.parameters]
+    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
+    tried = {_point(t.params) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    return [p for p in grid if _point(p) not in tried]
+
+
+def _grid_queue(points: list[dict[str, Any]]) -> Any:
+    """A sampler that hands each trial the next untried grid point, once.
+
+    Optuna's GridSampler draws at random among the points it believes unvisited, so
+    parallel workers, and a study resumed past the end of its grid, evaluate points twice;
+    its enqueued trials are popped from SQLite without a row lock, so two threads can take
+    the same one. Here the points are handed out under a lock, in Katib's grid order.
+    """
+    import optuna
+
+    class GridQueue(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.points = list(points)
+            self.assigned: dict[int, dict[str, Any]] = {}
+            self.lock = threading.Lock()
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_relative(self, study: Any, trial: Any, space: Any) -> dict[str, Any]:
+            return {}
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            with self.lock:
+                if not self.points:
+                    raise TuneError("every grid point is taken")  # n_trials prevents it
+                self.assigned[trial.number] = self.points.pop(0)
+
+        def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+            with self.lock:
+                return self.assigned[trial.number][name]
+
+    return GridQueue()
 
 
 def _result(trial: Any) -> TrialResult:

@@ -21,6 +21,14 @@ class ParameterError(ValueError):
     """A value that does not fit its parameter; the message names both."""
 
 
+def _number(text: str) -> float:
+    """float(text), refusing in words (`abc` is not a number), not in float()'s."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+
+
 def convert(name: str, type_name: str, text: str) -> Any:
     """`text` as a value of `type_name`; Katib's `16.0` for an int parameter is accepted."""
     try:
@@ -28,12 +36,12 @@ def convert(name: str, type_name: str, text: str) -> Any:
             try:
                 return int(text)
             except ValueError:
-                number = float(text)
+                number = _number(text)
             if not number.is_integer():
                 raise ValueError("not a whole number")
             return int(number)
         if type_name == "float":
-            value = float(text)
+            value = _number(text)
             if not math.isfinite(value):
                 raise ValueError("not a finite number")
             return value
@@ -51,7 +59,11 @@ def convert(name: str, type_name: str, text: str) -> Any:
             return value
         if type_name == "str":
             return text
-    except (ValueError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:  # a ValueError too; its words are JSON's, not ours
+        raise ParameterError(
+            f"parameter `{name}` ({type_name}): `{text}` is not a JSON {type_name} ({exc.msg})"
+        ) from None
+    except ValueError as exc:
         raise ParameterError(f"parameter `{name}` ({type_name}): `{text}` is {exc}") from None
     raise ParameterError(f"parameter `{name}`: unknown type `{type_name}`; use one of {TYPES}")
 

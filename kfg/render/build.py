@@ -24,7 +24,7 @@ at its root include each pipeline's), so the same two paths serve both layouts.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,8 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     """The package of one pipeline. Imports kfp, so only rendering commands call it."""
     from kfg.render.kfp_build import compile_pipeline
 
+    if pipeline.tuning is not None and not pipeline.tuning.cluster:
+        pipeline = replace(pipeline, tuning=None)  # tuned only by `kfg tune`
     if pipeline.tuning is not None:
         pipeline = katib.metric_steps_always_run(pipeline)
     source = relative_to_root(pipeline.source, root)

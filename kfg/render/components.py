@@ -131,6 +131,7 @@ def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: St
         f"        metrics={metrics!r},",
         f"        report={REPORT_OUTPUT}.path,",
         f"        log_metric={METRICS_OUTPUT + '.log_metric' if metrics else 'None'},",
+        *([f"        consumers={flow.consumers(step.name)!r},"] if here.outputs else []),
         "    )",
         "",
     ]

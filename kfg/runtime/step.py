@@ -553,11 +553,13 @@ def run_step(
     metrics: dict[str, str],
     report: str | None = None,
     log_metric: Callable[[str, float], None] | None = None,
+    consumers: dict[str, list[str]] | None = None,
 ) -> dict[str, float]:
     """Run the step; returns its metrics. Raises StepFailed with a notebook-level cause.
 
     `inputs` and `outputs` map variable names to directories; `metrics` maps metric names
-    to the variables holding them.
+    to the variables holding them; `consumers` names the steps that read each output, so a
+    value that cannot be saved is reported with both ends of its edge.
     """
     os.environ.setdefault("MPLBACKEND", "Agg")
     shown = Outputs()
@@ -607,12 +609,30 @@ def run_step(
         try:
             save_value(variable, value, directory)
         except Exception as exc:
-            raise StepFailed(
-                f"step `{step}` cannot save `{variable}` (a {_qualified(value)}) for later steps:"
-                f" {type(exc).__name__}: {exc}; if it is a function, class or lambda, add"
-                " cloudpickle to the step's packages"
-            ) from exc
+            readers = (consumers or {}).get(variable, [])
+            raise StepFailed(_unsaveable(step, variable, value, readers, exc)) from exc
     return _report_metrics(step, metrics, namespace, log_metric)
+
+
+def _unsaveable(
+    step: str, variable: str, value: Any, readers: list[str], exc: BaseException
+) -> str:
+    """Why a value cannot travel, between which steps, and the ways around it."""
+    to = ", ".join(f"`{r}`" for r in readers) if readers else "later steps"
+    kind = _qualified(value)
+    cause = f"{type(exc).__name__}: {exc}"
+    if callable(value) and not _importable("cloudpickle"):
+        advice = "add cloudpickle to the step's packages, which carries functions and classes"
+    else:
+        here = f"`{readers[0]}`" if len(readers) == 1 else "the step that uses it"
+        advice = (
+            f"build `{variable}` in {here} instead (move the cell that creates it there),"
+            " or pass what it is made from (arrays, data frames, file paths) and rebuild it"
+        )
+    return (
+        f"`{variable}` (a {kind}) cannot be passed from step `{step}` to {to}: the"
+        f" serializer kfg uses between steps cannot save it ({cause}); {advice}"
+    )
 
 
 def _report_metrics(

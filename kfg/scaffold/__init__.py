@@ -7,12 +7,15 @@ proposal is checked with the same loader as `kfg validate` before it is written.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Any
 
 from kfg.kube.names import dns_label
 from kfg.notebook.cellrefs import CellRefError, has_ids, parse_ref
 from kfg.notebook.reader import Notebook
+from kfg.pysource.imports import distributions, imports, installed_version, is_stdlib
+from kfg.pysource.source import parse_cell
 from kfg.scaffold import kale, sections
 
 
@@ -31,6 +34,10 @@ def propose(notebook: Notebook, name: str | None = None) -> Proposal:
     else:
         spec, meta_name = sections.propose(notebook, notes), None
         source = "markdown sections"
+    if "packages" not in spec:
+        packages = propose_packages(notebook, spec, notes)
+        if packages:
+            spec = _after(spec, ("description", "image"), "packages", packages)
     pipeline_name = name or meta_name or dns_label(notebook.path.stem, fallback="pipeline")
     data: dict[str, Any] = {
         "apiVersion": "kfg.dev/v1alpha1",
@@ -76,3 +83,60 @@ def anchor_to_ids(proposal: Proposal, notebook: Notebook) -> None:
         spec["parameters"]["cell"] = to_id(spec["parameters"]["cell"])
     for step in spec.get("steps", []):
         step["cells"] = [to_id(v) for v in step["cells"]]
+
+
+def _after(spec: dict[str, Any], before: tuple[str, ...], key: str, value: Any) -> dict[str, Any]:
+    """`spec` with `key` placed after the keys in `before` (kale.yaml reads top-down)."""
+    head = {k: v for k, v in spec.items() if k in before}
+    return {**head, key: value, **{k: v for k, v in spec.items() if k not in before}}
+
+
+def propose_packages(notebook: Notebook, spec: dict[str, Any], notes: list[str]) -> list[str]:
+    """Pins of what the notebook imports, at the versions installed here.
+
+    The default image is a bare Python; a step importing numpy fails in its pod although
+    the notebook ran here. What is imported but not installed here is left to the user.
+    """
+    skipped = _expand(spec.get("skip", []))
+    pins: dict[str, str] = {}
+    missing: list[str] = []
+    for cell in notebook.code_cells:
+        if cell.position in skipped:
+            continue
+        tree = parse_cell(cell.source)
+        if not isinstance(tree, ast.Module):
+            continue
+        for found in imports(tree):
+            if is_stdlib(found.module) or found.module in missing:
+                continue
+            distribution = distributions(found.module)[0]
+            version = installed_version(distribution)
+            if version is None:
+                missing.append(found.module)
+            else:
+                pins.setdefault(distribution.lower(), f"{distribution}=={version}")
+    if pins:
+        notes.append(
+            "packages: pinned to the versions installed here for the modules the notebook"
+            " imports; check them against the image"
+        )
+    if missing:
+        names = ", ".join(f"`{m}`" for m in missing)
+        notes.append(
+            f"the notebook imports {names}, not installed here; add their distributions to"
+            " packages (or list them in imageProvides if the image has them)"
+        )
+    return [pins[k] for k in sorted(pins)]
+
+
+def _expand(refs: list[Any]) -> set[int]:
+    """Cell numbers of `skip: [6, "9-11"]`."""
+    cells: set[int] = set()
+    for ref in refs:
+        if isinstance(ref, int):
+            cells.add(ref)
+        elif isinstance(ref, str) and "-" in ref:
+            low, _, high = ref.partition("-")
+            if low.isdigit() and high.isdigit():
+                cells.update(range(int(low), int(high) + 1))
+    return cells

@@ -190,7 +190,7 @@ class _Translation:
                 ):
                     variable = call.args[0].id
                     if all(m["variable"] != variable for m in found):
-                        found.append({"name": variable, "variable": variable})
+                        found.append({"name": metric_name(variable), "variable": variable})
                 else:
                     self.notes.append(
                         f"cell {position}, line {statement.lineno}: pipeline-metrics cells hold"
@@ -235,9 +235,45 @@ class _Translation:
         return {"cell": ref}, params
 
 
+_METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # schemas/kale.schema.json, metric.name
+
+
+def metric_name(variable: str) -> str:
+    """A kale.yaml metric name for a printed variable: itself when valid (`acc_forest`).
+
+    Python identifiers may start with `_` or hold letters beyond ASCII, which metric names
+    (KFP and Katib show them) may not; those characters become `-`.
+    """
+    if _METRIC_NAME.match(variable) and len(variable) <= 63:
+        return variable
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", variable.lstrip("_"))
+    name = name if name[:1].isalpha() else f"m-{name}"
+    return name[:63].rstrip("-_") or "metric"
+
+
+def _same_metric(a: str, b: str) -> bool:
+    """Kale prints `test_accuracy` while its Katib objective may say `test-accuracy`."""
+    return a.replace("_", "-").strip("-").lower() == b.replace("_", "-").strip("-").lower()
+
+
 def _number(text: Any, integer: bool) -> int | float:
     value = float(text)
     return int(value) if integer else value
+
+
+def _numbers(values: list[str], default: Any) -> list[int | float] | None:
+    """`["10", "50"]` as numbers when the parameter is an int or a float, else None."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return None
+    try:
+        floats = [float(v) for v in values]
+    except ValueError:
+        return None
+    if isinstance(default, int):
+        if not all(f.is_integer() for f in floats):
+            return None
+        return [int(f) for f in floats]
+    return floats
 
 
 def _tuning(
@@ -248,13 +284,19 @@ def _tuning(
     raw_params = katib.get("parameters") or []
     if not raw_params:
         return None
-    names = [m["name"] for m in metrics]
-    if metric not in names:
+    match = next((m for m in metrics if _same_metric(m["name"], metric)), None)
+    if match is None:
+        match = next((m for m in metrics if _same_metric(m["variable"], metric)), None)
+    if match is None:
+        printed = ", ".join(f"`{m['variable']}`" for m in metrics) or "none"
         notes.append(
             f"katib_metadata: objective metric `{metric}` is not printed in a pipeline-metrics"
-            " cell; tuning left out"
+            f" cell (printed: {printed}); tuning left out"
         )
         return None
+    if metric != match["name"] and _METRIC_NAME.match(metric) and len(metric) <= 63:
+        match["name"] = metric  # the name Katib and KFP showed for it, in both places
+    metric = match["name"]
     known = {p.name: p for p in params}
     spaces: dict[str, Any] = {}
     for raw in raw_params:
@@ -276,6 +318,9 @@ def _tuning(
                     entry["step"] = _number(space["step"], kind == "int")
             elif kind == "categorical":
                 entry = {"type": kind, "values": [str(v) for v in space["list"]]}
+                numbers = _numbers(entry["values"], known[name].default)
+                if numbers is not None:  # Katib sends text; the parameter wants a number
+                    entry = {"type": "discrete", "values": numbers}
             elif kind == "discrete":
                 entry = {"type": kind, "values": [_number(v, False) for v in space["list"]]}
                 if all(float(v).is_integer() for v in entry["values"]) and isinstance(
@@ -399,6 +444,14 @@ def translate(notebook: Notebook, notes: list[str]) -> tuple[dict[str, Any], str
     katib = meta.get("katib_metadata")
     if isinstance(katib, dict):
         tuning = _tuning(katib, params, metrics, notes)
+        if tuning and meta.get("katib_run") is False:
+            tuning = {"cluster": False, **tuning}
+            # Kale kept the search space but ran no Katib: `kfg tune` may use it, the
+            # cluster does not get an Experiment until `cluster` is removed.
+            notes.append(
+                "katib_run is false: the search space is kept for `kfg tune`;"
+                " remove `cluster: false` in spec.tuning to tune on the cluster with Katib"
+            )
         if tuning:
             spec["tuning"] = tuning
     name = meta.get("pipeline_name")

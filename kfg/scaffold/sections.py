@@ -43,6 +43,9 @@ def _is_literal(cell: Cell) -> bool:
     return bool(params) and not problems
 
 
+_PARAMETERS_TITLE = re.compile(r"^(pipeline\s+)?parameters?$", re.IGNORECASE)
+
+
 def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
     prelude: list[int] = []
     parameters: list[int] = []
@@ -52,22 +55,29 @@ def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
     for cell in notebook.cells:
         title = _heading(cell)
         if title is not None:
-            current = {"name": unique(dns_label(title), taken), "cells": []}
+            current = {"name": unique(dns_label(title), taken), "cells": [], "title": title}
             steps.append(current)
             continue
         if not cell.is_code or cell.is_blank:
             continue
-        if "parameters" in cell.tags and not parameters and _is_literal(cell):
+        in_parameters = (
+            current is not None
+            and not current["cells"]
+            and _PARAMETERS_TITLE.match(current["title"]) is not None
+        )
+        if ("parameters" in cell.tags or in_parameters) and not parameters and _is_literal(cell):
+            # A papermill `parameters` cell, or the literal assignments under a
+            # `## Parameters` heading: the pipeline's parameters, not a step of their own.
             parameters.append(cell.position)
             continue
         if _is_setup(cell) and (current is None or not current["cells"]):
             prelude.append(cell.position)
             continue
         if current is None:
-            current = {"name": unique("start", taken), "cells": []}
+            current = {"name": unique("start", taken), "cells": [], "title": ""}
             steps.append(current)
         current["cells"].append(cell.position)
-    steps = [s for s in steps if s["cells"]]
+    steps = [{"name": s["name"], "cells": s["cells"]} for s in steps if s["cells"]]
     if not steps:
         if not notebook.code_cells:
             notes.append("the notebook has no code cells; add some, then list them in a step")

@@ -31,22 +31,43 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(built.stdout) if d]
 
 
-@pytest.mark.parametrize("name", ["argocd", "flux", "kubeflow-namespace"])
+@pytest.mark.parametrize(
+    "name", ["argocd/application", "argocd/applicationset", "flux", "kubeflow-namespace"]
+)
 def test_blueprint_builds_and_validates(name: str) -> None:
     objects = kustomize(BLUEPRINTS / name)
     assert objects
     for obj in objects:
         if (obj["apiVersion"], obj["kind"]) not in UNVALIDATED:
             crds.validate(obj)
-    assert (BLUEPRINTS / name / "README.md").is_file() and (BLUEPRINTS / name / "Kptfile").is_file()
+    package = BLUEPRINTS / name
+    readme = package / "README.md" if name.count("/") == 0 else package.parent / "README.md"
+    assert readme.is_file() and (package / "Kptfile").is_file()
+
+
+def test_argocd_application_and_applicationset_are_alternatives() -> None:
+    # Two owners of the same objects, both pruning, would delete each other's objects: no
+    # package builds both, and the top of the blueprint is no kustomization to apply.
+    assert not (BLUEPRINTS / "argocd" / "kustomization.yaml").exists()
+    kinds = {
+        name: [o["kind"] for o in kustomize(BLUEPRINTS / "argocd" / name)]
+        for name in ("application", "applicationset")
+    }
+    assert kinds == {"application": ["Application"], "applicationset": ["ApplicationSet"]}
+    readme = (BLUEPRINTS / "argocd" / "README.md").read_text()
+    assert "apply **one** of them, never both" in readme
 
 
 def test_argocd_syncs_with_pruning_and_server_side_apply() -> None:
-    objects = {o["kind"]: o for o in kustomize(BLUEPRINTS / "argocd")}
-    application = objects["Application"]["spec"]
+    [app] = kustomize(BLUEPRINTS / "argocd" / "application")
+    application = app["spec"]
     assert application["syncPolicy"]["automated"]["prune"] is True
     assert "ServerSideApply=true" in application["syncPolicy"]["syncOptions"]
-    [generator] = objects["ApplicationSet"]["spec"]["generators"]
+    [appset] = kustomize(BLUEPRINTS / "argocd" / "applicationset")
+    template = appset["spec"]["template"]["spec"]
+    assert template["syncPolicy"]["automated"]["prune"] is True
+    assert "ServerSideApply=true" in template["syncPolicy"]["syncOptions"]
+    [generator] = appset["spec"]["generators"]
     # One Application per pipeline directory, never one for the stages kfg writes for Flux.
     assert generator["git"]["directories"] == [
         {"path": "deploy/*"},

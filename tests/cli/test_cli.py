@@ -214,6 +214,20 @@ def test_init_without_cell_ids_says_so_and_uses_positions(tmp_path: Path) -> Non
     assert "prelude: [2-3]" in text and '    "2": "' in text
 
 
+def test_init_writes_kale_yaml_with_the_users_umask(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    nb = write_notebook(tmp_path / "titanic.ipynb", KALE_TITANIC, KALE_METADATA)
+    previous = os.umask(0o022)
+    try:
+        assert runner.invoke(app, ["init", str(nb)]).exit_code == 0
+        assert (tmp_path / "kale.yaml").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        os.umask(0o027)
+        assert runner.invoke(app, ["init", str(nb), "-o", str(tmp_path / "b.yaml")]).exit_code == 0
+        assert (tmp_path / "b.yaml").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
+
+
 def test_init_uses_a_relative_schema_path_inside_the_kfg_repository(tmp_path: Path) -> None:
     import shutil
 

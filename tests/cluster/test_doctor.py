@@ -8,6 +8,7 @@ cited at each one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -673,6 +674,10 @@ def test_needs_come_from_kale_yaml() -> None:
         needs.namespaces == ("team-b",) and needs.launcher and not needs.pod_label
     )  # token is the default
     assert not needs_of([wine]).tuning
+    local = dataclasses.replace(
+        digits, tuning=dataclasses.replace(digits.tuning, cluster=False)
+    )  # spec.tuning.cluster: false, tuned by `kfg tune` only
+    assert not needs_of([local]).tuning and not needs_of([local]).launcher
 
 
 def test_cli_table_and_exit_status(cluster: FakeCluster, tmp_path: Path) -> None:

@@ -236,3 +236,20 @@ def test_summary_takes_each_metric_by_its_strategy() -> None:
     assert [t.objective for t in summary.trials] == [0.97, None, None]
     assert "trial" in table(summary)
     assert not summary.finished
+
+
+def test_an_unloadable_kubeconfig_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from kfg.cli import app
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    missing = tmp_path / "nowhere.yaml"
+    given = CliRunner().invoke(app, ["status", "some-experiment", "--kubeconfig", str(missing)])
+    assert given.exit_code == 1
+    assert f"cannot load the kubeconfig `{missing}`" in given.stderr
+    default = CliRunner().invoke(app, ["status", "some-experiment"])
+    assert default.exit_code == 1
+    assert f"cannot load the kubeconfig `{tmp_path}/.kube/config` (the default" in default.stderr
+    assert "Traceback" not in default.output

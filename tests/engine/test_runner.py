@@ -250,3 +250,30 @@ def test_a_damaged_entry_is_set_aside_reported_once_and_the_step_reruns(
     assert len(warnings) == 1 and "damaged" in warnings[0]
     assert len(list((tmp_path / ".kfg" / "damaged").iterdir())) == 1
     assert [s.status for s in _run(result, tmp_path).steps] == ["cached"] * 4
+
+
+def test_a_value_that_cannot_travel_fails_its_step_naming_both_ends(tmp_path: Path) -> None:
+    # As xgboost.DMatrix: pickling raises. The first `kfg run` says so in one line.
+    result = make(
+        tmp_path,
+        [
+            (
+                "code",
+                "class DMatrix:\n    def __reduce__(self):\n"
+                "        raise TypeError('cannot pickle a ctypes handle')\n"
+                "dtrain = DMatrix()",
+            ),
+            ("code", "rows = repr(dtrain)"),
+        ],
+        [{"name": "prepare", "cells": [1]}, {"name": "train", "cells": [2]}],
+    )
+    assert result.ok, messages(result)
+    summary = _run(result, tmp_path)
+    states = {s.name: s for s in summary.steps}
+    assert states["prepare"].status == "failed"
+    assert states["prepare"].error is not None
+    assert states["prepare"].error.startswith(
+        "`dtrain` (a __main__.DMatrix) cannot be passed from step `prepare` to `train`:"
+    )
+    assert "build `dtrain` in `train` instead" in states["prepare"].error
+    assert states["train"].status == "skipped"

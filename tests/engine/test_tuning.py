@@ -15,6 +15,7 @@ import pytest
 from kfg.config.model import SearchSpace, Tuning
 from kfg.engine.cache import Cache
 from kfg.engine.tuning import LOCAL_SETTINGS, TuneError, local_notes, sampler, suggest, tune
+from kfg.launcher.params import ParameterError, convert
 from tests.pipelines import make, messages
 
 TUNING = {
@@ -84,6 +85,35 @@ def test_grid_tries_every_combination(tmp_path: Path) -> None:
     summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
     tried = sorted((t.params["a"], t.params["b"]) for t in summary.trials)
     assert tried == [(a, b) for a in range(1, 6) for b in ("x", "y")]
+
+
+def test_parallel_grid_never_repeats_a_point_and_a_finished_study_says_so(tmp_path: Path) -> None:
+    # Resumed, three at once, asked for more trials than points: Optuna's GridSampler alone
+    # draws already-tried points again once the points it has not handed out run short.
+    tuning = {**TUNING, "algorithm": {"name": "grid"}, "maxTrials": 10, "parallelTrials": 3}
+    result, _ = _pipeline(tmp_path, tuning)
+    cache = Cache(tmp_path / ".kfg")
+    first = tune(result.pipeline, result.flow, result.notebook, cache, trials=4)
+    assert first.new_trials == 4 and first.finished is None
+    rest = tune(result.pipeline, result.flow, result.notebook, cache, trials=16)
+    tried = [(t.params["a"], t.params["b"]) for t in rest.trials]
+    assert sorted(tried) == [(a, b) for a in range(1, 6) for b in ("x", "y")]
+    assert rest.new_trials == 6
+    again = tune(result.pipeline, result.flow, result.notebook, cache)
+    assert again.new_trials == 0
+    assert again.finished is not None and "all 10 grid points are tried" in again.finished
+
+
+def test_rerunning_a_finished_study_says_how_to_extend_it(tmp_path: Path) -> None:
+    tuning = {**TUNING, "maxTrials": 2}
+    result, _ = _pipeline(tmp_path, tuning)
+    cache = Cache(tmp_path / ".kfg")
+    tune(result.pipeline, result.flow, result.notebook, cache)
+    again = tune(result.pipeline, result.flow, result.notebook, cache)
+    assert again.new_trials == 0
+    assert again.finished is not None
+    assert "is finished: 2 of 2 trials completed" in again.finished
+    assert "--trials 4" in again.finished and "maxTrials" in again.finished
 
 
 def _tuning(name: str, **settings: object) -> Tuning:
@@ -178,6 +208,21 @@ def test_search_space_semantics() -> None:
     assert isinstance(flag, bool)
     with pytest.raises(TuneError, match="`normal` distribution has no local equivalent"):
         suggest(trial, SearchSpace("z", "double", 0.0, 1.0, distribution="normal"), "float")
+
+
+def test_int_parameters_take_the_same_values_locally_and_in_kfg_trial() -> None:
+    """A value `kfg trial` refuses for an int parameter is refused by `kfg tune` too."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    trial = study.ask()
+    with pytest.raises(TuneError, match="int but its search space is `double`"):
+        suggest(trial, SearchSpace("n", "double", 50.0, 500.0), "int")
+    with pytest.raises(ParameterError, match="not a whole number"):
+        convert("n", "int", "123.4")
+    whole = suggest(trial, SearchSpace("n", "discrete", values=(100.0, 200.0)), "int")
+    assert isinstance(whole, int)
+    assert convert("n", "int", str(float(whole))) == whole
+    with pytest.raises(TuneError, match="not a whole number"):
+        suggest(trial, SearchSpace("m", "discrete", values=(0.5,)), "int")
 
 
 def test_cli_json(tmp_path: Path) -> None:

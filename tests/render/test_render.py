@@ -197,6 +197,20 @@ def test_changing_one_cell_changes_only_that_step_and_the_version(tmp_path: Path
     assert changed == ["exec-decision-tree", "exec-random-forest"]
 
 
+def test_tuning_kept_off_the_cluster_renders_no_experiment(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    for name in ("digits.ipynb", "kale.yaml"):
+        shutil.copy(EXAMPLES / "digits" / name, tmp_path / name)
+    config = tmp_path / "kale.yaml"
+    tuned = _render(config, tmp_path)
+    assert any(o["kind"] == "Experiment" for o in tuned.objects)
+    config.write_text(config.read_text().replace("  tuning:\n", "  tuning:\n    cluster: false\n"))
+    local = _render(config, tmp_path)
+    kinds = {o["kind"] for o in local.objects}
+    assert "Experiment" not in kinds and "Role" not in kinds  # nor the launcher's access
+    assert not any("experiment" in path for path in local.package.files)
+
+
 def _kustomize(directory: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl", path=os.path.dirname(sys.executable)) or shutil.which(
         "kubectl"

@@ -152,8 +152,33 @@ def test_notebook_functions_travel_and_read_the_consuming_steps_globals(tmp_path
 
 
 def test_unserialisable_value_names_variable_and_type(tmp_path: Path) -> None:
-    with pytest.raises(StepFailed, match=r"cannot save `gen` \(a builtins.generator\)"):
+    with pytest.raises(StepFailed, match=r"`gen` \(a builtins.generator\) cannot be passed"):
         run(tmp_path, ["gen = (i for i in range(3))"], outputs={"gen": str(tmp_path / "g")})
+
+
+def test_a_value_pickling_refuses_names_both_steps_and_what_to_do(tmp_path: Path) -> None:
+    # As xgboost.DMatrix does: its __reduce__ raises (a ctypes handle cannot be pickled).
+    cell = (
+        "class DMatrix:\n"
+        "    def __reduce__(self):\n"
+        "        raise TypeError('ctypes objects containing pointers cannot be pickled')\n"
+        "dtrain = DMatrix()"
+    )
+    with pytest.raises(StepFailed) as failed:
+        run(
+            tmp_path,
+            [cell],
+            step="prepare",
+            outputs={"dtrain": str(tmp_path / "d")},
+            consumers={"dtrain": ["train"]},
+        )
+    message = str(failed.value)
+    assert "`dtrain` (a __main__.DMatrix) cannot be passed from step `prepare` to `train`" in (
+        message
+    )
+    assert "TypeError: ctypes objects containing pointers cannot be pickled" in message
+    assert "build `dtrain` in `train` instead" in message
+    assert "\n" not in message
 
 
 def test_missing_output_is_explained(tmp_path: Path) -> None:

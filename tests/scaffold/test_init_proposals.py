@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from kfg.core.load import load_pipeline
 from kfg.notebook.reader import parse_notebook, read_notebook
-from kfg.scaffold import propose
+from kfg.scaffold import Proposal, propose
 from kfg.scaffold.writer import to_yaml
 from tests.conftest import EXAMPLES
 from tests.notebooks import KALE_METADATA, KALE_TITANIC, notebook_json, write_notebook
@@ -109,12 +109,87 @@ def test_katib_parameters_that_are_not_pipeline_parameters_are_dropped_with_a_no
     assert _check(tmp_path / "kale.yaml", proposal.data) == []
 
 
+def _kale_tuning(tmp_path: Path, katib: dict[str, object], **meta: object) -> Proposal:
+    cells = [
+        ("code", "import math", ["imports"]),
+        ("code", "n_trees = 10\nrate = 0.5\nkind = 'a'", ["pipeline-parameters"]),
+        ("code", "test_accuracy_resnet = n_trees * rate / 100\n_loss = 1 - rate", ["step:train"]),
+        ("code", "print(test_accuracy_resnet)\nprint(_loss)", ["pipeline-metrics"]),
+    ]
+    metadata = {"kubeflow_notebook": {"katib_metadata": katib, **meta}}
+    return propose(read_notebook(write_notebook(tmp_path / "k.ipynb", cells, metadata)))
+
+
+KATIB = {
+    "objective": {"objectiveMetricName": "test-accuracy-resnet", "type": "maximize"},
+    "algorithm": {"algorithmName": "random"},
+    "parameters": [
+        {
+            "name": "n_trees",
+            "parameterType": "categorical",
+            "feasibleSpace": {"list": ["10", "50", "100"]},
+        },
+        {"name": "rate", "parameterType": "categorical", "feasibleSpace": {"list": ["0.5", "1"]}},
+        {"name": "kind", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}},
+    ],
+}
+
+
+def test_kale_metric_names_and_the_katib_objective_stay_one_metric(tmp_path: Path) -> None:
+    # Kale prints the variable (`test_accuracy_resnet`); its Katib objective may spell the
+    # same metric with `-`. Both become one metric; the tuning is kept, not dropped.
+    proposal = _kale_tuning(tmp_path, KATIB)
+    spec = proposal.data["spec"]
+    assert spec["metrics"] == [
+        {"name": "test-accuracy-resnet", "variable": "test_accuracy_resnet"},
+        {"name": "loss", "variable": "_loss"},  # `_loss` is no metric name
+    ]
+    assert spec["tuning"]["objective"] == {"metric": "test-accuracy-resnet", "type": "maximize"}
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+
+
+def test_numeric_categorical_choices_become_a_discrete_space(tmp_path: Path) -> None:
+    spaces = _kale_tuning(tmp_path, KATIB).data["spec"]["tuning"]["parameters"]
+    assert spaces == {
+        "n_trees": {"type": "discrete", "values": [10, 50, 100]},
+        "rate": {"type": "discrete", "values": [0.5, 1.0]},
+        "kind": {"type": "categorical", "values": ["a", "b"]},
+    }
+
+
+def test_katib_run_false_keeps_the_search_space_for_kfg_tune_only(tmp_path: Path) -> None:
+    proposal = _kale_tuning(tmp_path, KATIB, katib_run=False)
+    tuning = proposal.data["spec"]["tuning"]
+    assert tuning["cluster"] is False and tuning["parameters"]
+    assert any("katib_run is false" in n for n in proposal.notes)
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+    assert "cluster" not in _kale_tuning(tmp_path, KATIB, katib_run=True).data["spec"]["tuning"]
+
+
+def test_packages_are_proposed_from_imports_at_the_installed_versions(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    cells = [
+        ("code", "import json\nimport numpy as np\nfrom sklearn.svm import SVC"),
+        ("md", "## Train"),
+        ("code", "import not_installed_anywhere\nx = np.zeros(2)"),
+    ]
+    proposal = propose(read_notebook(write_notebook(tmp_path / "i.ipynb", cells)))
+    spec = proposal.data["spec"]
+    assert spec["packages"] == [
+        f"numpy=={version('numpy')}",
+        f"scikit-learn=={version('scikit-learn')}",  # the distribution, not `sklearn`
+    ]
+    assert list(spec)[:2] == ["notebook", "packages"]
+    assert any("`not_installed_anywhere`, not installed here" in n for n in proposal.notes)
+
+
 def test_untagged_notebooks_get_one_step_per_section() -> None:
     proposal = propose(read_notebook(EXAMPLES / "wine" / "wine.ipynb"))
     spec = proposal.data["spec"]
     assert spec["prelude"] == [2, 3]
+    assert spec["parameters"] == {"cell": 5}  # the literal assignments under `## Parameters`
     assert [s["name"] for s in spec["steps"]] == [
-        "parameters",
         "load-the-data",
         "preprocess",
         "feature-engineering",

@@ -1,0 +1,36 @@
+"""Imports in notebook code and the distributions that provide them."""
+
+from __future__ import annotations
+
+import ast
+
+from kfg.pysource.imports import Import, distributions, imports, is_stdlib, provided
+
+
+def test_top_level_modules_with_lines_skipping_relative_and_tolerated_imports() -> None:
+    tree = ast.parse(
+        "import numpy as np, os.path\n"
+        "from sklearn.svm import SVC\n"
+        "from . import local\n"
+        "from __future__ import annotations\n"
+        "try:\n"
+        "    import ujson\n"
+        "except ImportError:\n"
+        "    ujson = None\n"
+        "def f():\n"
+        "    import torch\n"
+    )
+    assert imports(tree) == [
+        Import("numpy", 1),
+        Import("os", 1),
+        Import("sklearn", 2),
+        Import("torch", 10),
+    ]
+
+
+def test_standard_library_and_distribution_names() -> None:
+    assert is_stdlib("json") and is_stdlib("sys") and not is_stdlib("numpy")
+    assert distributions("yaml") == ["PyYAML"]  # installed here: its real name
+    assert provided("sklearn", ["scikit-learn==1.5.2"])
+    assert provided("yaml", ["pyyaml>=6"]) and provided("numpy", ["NumPy==2.1.0"])
+    assert not provided("numpy", ["pandas==2.2.3"])
