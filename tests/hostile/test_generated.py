@@ -142,7 +142,7 @@ def scratch() -> Iterator[Path]:
 # KFG_HOSTILE_EXAMPLES to search further with fresh examples.
 EXAMPLES = os.environ.get("KFG_HOSTILE_EXAMPLES")
 SETTINGS = settings(
-    max_examples=int(EXAMPLES) if EXAMPLES else 60,
+    max_examples=int(EXAMPLES) if EXAMPLES else 40,
     deadline=None,
     derandomize=not EXAMPLES,
     database=None,
