@@ -99,3 +99,19 @@ def test_without_an_exchange_the_fallback_restores_the_old_package_on_failure(
     write(Package(dict(NEW)), target)
     assert _tree(target) == NEW
     assert [p.name for p in tmp_path.iterdir()] == ["deploy"]
+
+
+def test_a_failing_exchange_leaves_the_old_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "deploy"
+    write(Package(dict(OLD)), target)
+
+    def broken(first: Path, second: Path) -> bool:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(package_module, "exchange", broken)
+    with pytest.raises(OSError):
+        write(Package(dict(NEW)), target)
+    assert _tree(target) == OLD
+    assert [p.name for p in tmp_path.iterdir()] == ["deploy"]
