@@ -27,7 +27,11 @@ def command(
     experiment: str | None = typer.Option(
         None, "--experiment", help="KFP experiment for the run (default: the pipeline's name)."
     ),
-    timeout: float = typer.Option(7200, "--timeout", help="Seconds to wait for the run."),
+    timeout: float = typer.Option(
+        7200,
+        "--timeout",
+        help="Deadline in seconds over everything: finding the pipeline, the run, its metrics.",
+    ),
     poll: float = typer.Option(10, "--poll", help="Seconds between status checks."),
     metrics: list[str] = typer.Option(
         [],
