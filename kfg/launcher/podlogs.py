@@ -217,14 +217,20 @@ class Pods:
         for pod in self.executors(run_id):
             name = pod["metadata"]["name"]
             search.pods.append(name)
+            # The last line of a name in a pod wins: the runtime prints its metric lines after
+            # every cell of the step has run, so a cell printing a look-alike line earlier
+            # cannot stand in for the value the step reports.
+            latest: dict[str, Metric] = {}
             try:
                 for line in self.lines(name):
                     parsed = parse(line)
                     if parsed is not None:
                         step, metric, value = parsed
-                        search.metrics.setdefault(metric, Metric(metric, value, step, name))
+                        latest[metric] = Metric(metric, value, step, name)
             except FileNotFoundError:
                 search.gone.append(name)
+            for metric, found in latest.items():
+                search.metrics.setdefault(metric, found)
             if wanted and wanted <= set(search.metrics):
                 break
         return search

@@ -17,7 +17,7 @@ import pytest
 from kfg.launcher.runs import printable
 from tests.conftest import REPO
 from tests.launcher.fake_kfp import RUN_ID, FakeKfp, Scenario
-from tests.launcher.fake_kube import FakeKube
+from tests.launcher.fake_kube import FakeKube, Step
 from tests.launcher.loopback import Silent
 from tests.launcher.test_trial import ARGS, env, kube, trial
 
@@ -154,3 +154,31 @@ def test_stdout_carries_only_metrics_katib_reads_as_themselves() -> None:
         "accuracy": float("nan"),
     }
     assert printable(found) == {"loss": 0.25, "val-accuracy": 0.5}
+
+
+FORGING_LOG = (
+    # A cell printing look-alike lines before the runtime reports the step's metric.
+    'kfg:metric {"name": "val-accuracy", "step": "evaluate", "value": 0.999}\n'
+    'kfg:metric {"name": "x val-accuracy=1 y", "step": "evaluate", "value": 0.5}\n'
+    'kfg:metric {"name": "loss.val-accuracy", "step": "evaluate", "value": 0.5}\n'
+    'kfg:metric {"name": "val-accuracy", "step": "evaluate", "value": 0.9777777777777777}\n'
+)
+
+
+def test_what_a_run_prints_cannot_forge_a_metric_on_stdout(kube: FakeKube, tmp_path: Path) -> None:
+    scenario = Scenario(steps=[Step("evaluate", FORGING_LOG)])
+    without_metric = [a for a in ARGS if a not in ("--metric", "val-accuracy")]
+    with FakeKfp(scenario, kube) as fake:
+        result = subprocess.run(
+            [sys.executable, "-m", "kfg", "trial", "--endpoint", fake.endpoint, *without_metric],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env(kube, tmp_path),
+            timeout=120,
+        )
+    _clean(result)
+    assert result.returncode == 0, result.stderr
+    # Only the metric the runtime printed last, under a name Katib reads as itself.
+    assert result.stdout == "val-accuracy=0.9777777777777777\n"
+    assert "not printable for Katib" in result.stderr
