@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from kfg.config.model import DEFAULT_REQUESTS, Step
 from kfg.diagnostics import Diagnostic, Severity
 
 FORMATS = ("text", "json", "github")
@@ -22,6 +23,15 @@ def text(diagnostics: Sequence[Diagnostic]) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def defaulted_requests(steps: Sequence[Step]) -> str:
+    """`, N steps with default requests (cpu 100m, memory 256Mi)` where any, else ""."""
+    count = sum(bool(step.resources.defaulted()) for step in steps)
+    if not count:
+        return ""
+    values = ", ".join(f"{name} {value}" for name, value in DEFAULT_REQUESTS.items())
+    return f", {plural(count, 'step')} with default requests ({values})"
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: int) -> str:

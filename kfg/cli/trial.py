@@ -27,7 +27,11 @@ def command(
     experiment: str | None = typer.Option(
         None, "--experiment", help="KFP experiment for the run (default: the pipeline's name)."
     ),
-    timeout: float = typer.Option(7200, "--timeout", help="Seconds to wait for the run."),
+    timeout: float = typer.Option(
+        7200,
+        "--timeout",
+        help="Deadline in seconds over everything: finding the pipeline, the run, its metrics.",
+    ),
     poll: float = typer.Option(10, "--poll", help="Seconds between status checks."),
     metrics: list[str] = typer.Option(
         [],
@@ -83,12 +87,19 @@ def run(request: RunRequest) -> None:
     `sh -c` Katib wraps the command in (pkg/webhook/v1beta1/pod/utils.go), which dies
     without passing it on, so the run of a deleted trial is left to finish.
     """
-    from kfg.launcher.runs import Launcher, LaunchError, Terminated, stop_on_sigterm
+    from kfg.launcher.runs import (
+        DeadlineExceeded,
+        Launcher,
+        LaunchError,
+        Terminated,
+        hard_deadline,
+        stop_on_sigterm,
+    )
 
     launcher: Launcher | None = None
     pidfile = _write_pidfile()
     try:
-        with stop_on_sigterm():
+        with stop_on_sigterm(), hard_deadline(request.timeout_seconds):
             launcher = Launcher(request)
             run_id = launcher.start()
             typer.echo(
@@ -97,6 +108,13 @@ def run(request: RunRequest) -> None:
             state = launcher.wait(run_id)
             typer.echo(f"kfg: run {run_id} {state}", err=True)
             metrics = launcher.metrics(run_id)
+    except DeadlineExceeded as exc:
+        if launcher is not None and launcher.run_id is not None and not launcher.ended:
+            try:
+                launcher.terminate(launcher.run_id)
+            except LaunchError as stopping:
+                typer.echo(f"kfg: {stopping}", err=True)
+        fail(str(exc))
     except LaunchError as exc:
         fail(str(exc))
     except Terminated as exc:

@@ -62,7 +62,7 @@ def command(
                     f"{result.display}: valid: pipeline `{p.name}` from {display_path(p.notebook)},"
                     f" {plural(len(p.steps), 'step')}, {plural(cells, 'code cell')},"
                     f" {plural(len(p.parameters), 'parameter')}, {plural(len(p.metrics), 'metric')}"
-                    f"{', tuning' if p.tuning else ''}"
+                    f"{', tuning' if p.tuning else ''}{report.defaulted_requests(p.steps)}"
                 )
         typer.echo(report.summary(diagnostics, len(results)))
     if not valid:

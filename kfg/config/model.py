@@ -39,11 +39,28 @@ class Gpu:
     type: str = DEFAULT_GPU_TYPE
 
 
+# Requests a step's pod gets for what kale.yaml declares neither a request nor a limit for.
+# A pod without requests is BestEffort: scheduled as if it used nothing, the first evicted
+# under node pressure. 100m is a tenth of a core, what an idle Python process waiting on
+# I/O is granted by most LimitRanges; 256Mi holds the interpreter, KFP's launcher and
+# numpy/pandas imported (about 150 MiB resident) with room for a small data set. A limit
+# alone also sets the request (Kubernetes copies it), so it is left as declared.
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
+
+
 @dataclass(frozen=True)
 class Resources:
     cpu: Amount | None = None
     memory: Amount | None = None
     gpu: Gpu | None = None
+
+    def defaulted(self) -> dict[str, str]:
+        """The requests rendered from DEFAULT_REQUESTS because none was declared."""
+        found = {}
+        for name, amount in (("cpu", self.cpu), ("memory", self.memory)):
+            if amount is None or not (amount.request or amount.limit):
+                found[name] = DEFAULT_REQUESTS[name]
+        return found
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def _locate_notebook(
     if os.path.isabs(relative):
         findings.error(path, "notebook-path", "the notebook path must be relative to this file")
         return None
-    candidate = (result.path.parent / relative).resolve()
+    candidate = Path(os.path.realpath(result.path.parent / relative))  # no raise on a loop
     if not candidate.is_relative_to(root):
         findings.error(
             path,

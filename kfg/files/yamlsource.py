@@ -253,7 +253,10 @@ class _Builder:
             return
         plain = event.implicit[0] and event.tag in (None, "!")
         if plain:
-            value = resolve_plain(event.value)
+            try:
+                value = resolve_plain(event.value)
+            except ValueError:  # an integer past Python's 4300-digit conversion limit
+                raise YamlError(f"`{event.value[:20]}...` is too long a number", pos) from None
         elif event.tag in (None, "!"):
             value = event.value
         else:

@@ -77,7 +77,9 @@ def _diagnostic_result(d: Diagnostic, package_path: str) -> dict[str, Any]:
 def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> list[Target]:
     targets: list[Target] = []
     config = resources.get("functionConfig")
-    if config:
+    if config and not isinstance(config, dict):
+        results.append(_result("functionConfig must be a mapping"))
+    elif config:
         kind = config.get("kind")
         if kind == "NotebookPipeline":
             where = _annotation(config, PATH, LEGACY_PATH) or "kale.yaml"
@@ -92,7 +94,14 @@ def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> li
             results.append(
                 _result(f"functionConfig must be a NotebookPipeline or a ConfigMap, not {kind}")
             )
-    for item in resources.get("items") or []:
+    items = resources.get("items") or []
+    if not isinstance(items, list):
+        results.append(_result("items must be a list"))
+        items = []
+    for item in items:
+        if not isinstance(item, dict):
+            results.append(_result("every item must be a mapping"))
+            continue
         if item.get("kind") == "NotebookPipeline":
             located = _annotation(item, PATH, LEGACY_PATH)
             if located is None:
@@ -186,10 +195,12 @@ def process(text: str, workdir: Path) -> tuple[str, int]:
                 annotations[PATH] = annotations[LEGACY_PATH] = location
                 annotations[INDEX] = annotations[LEGACY_INDEX] = str(index)
                 rendered_items.append(obj)
+    items = resources.get("items")
     kept = [
         item
-        for item in resources.get("items") or []
-        if _annotation(item, SOURCE) not in replaced or item.get("kind") == "NotebookPipeline"
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict)
+        and (_annotation(item, SOURCE) not in replaced or item.get("kind") == "NotebookPipeline")
     ]
     resources["items"] = kept + rendered_items
     if results:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,31 @@ TIMEOUT = (10.0, 60.0)
 # How the grpc-gateway of a server without a route answers (404), and what else means
 # "not here" for an optional endpoint.
 ABSENT = {404, 405, 501}
+# What a proxy or a restarting API server answers for a moment: worth another try.
+TRANSIENT = {502, 503, 504}
 
 
 class KfpError(Exception):
-    """A request failed; `status` is the HTTP status (0 when the server was not reached)."""
+    """A request failed; `status` is the HTTP status (0 when no answer came).
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    `sent` is False only when the connection was never made or the answer was 503, so the
+    server cannot have acted on the request: the one case where a request that creates
+    something may be sent again without risking a duplicate.
+    """
+
+    def __init__(self, message: str, status: int = 0, sent: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.sent = sent
+
+    @property
+    def transient(self) -> bool:
+        """No answer at all (refused, reset, timed out) or a gateway's 502/503/504."""
+        return self.status == 0 or self.status in TRANSIENT
+
+
+class DeadlineError(KfpError):
+    """The overall deadline passed before (or while) the request could be answered."""
 
 
 def token_path() -> str | None:
@@ -63,19 +81,42 @@ def _detail(body: object) -> str:
     return str(message) if message else ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Kfp:
-    """One KFP API server; each method is one REST operation of the generated client."""
+    """One KFP API server; each method is one REST operation of the generated client.
+
+    `deadline` (a `time.monotonic()` instant) caps every request's connect and read
+    timeouts, so no single call can outlive the launcher's `--timeout`.
+    """
 
     endpoint: str
     api_client: Any
     token: str | None
+    deadline: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for the next request, within the deadline."""
+        left = self.remaining()
+        if left is None:
+            return TIMEOUT
+        if left <= 0:
+            raise DeadlineError(
+                f"the deadline passed before the KFP API at {self.endpoint} answered"
+            )
+        return (min(TIMEOUT[0], left), min(TIMEOUT[1], left))
 
     @classmethod
     def connect(cls, endpoint: str, token: str | None = None) -> Kfp:
         import kfp_server_api
 
         config = kfp_server_api.Configuration(host=endpoint.rstrip("/"))
+        # No retries inside urllib3 (its default tries a failed connection 3 more times,
+        # multiplying every timeout): the launcher retries, within its deadline.
+        config.retries = False
         path = token if token is not None else token_path()
         if path:
             # The generated client consults the hook only for a key it already has.
@@ -92,7 +133,9 @@ class Kfp:
     def call(self, service: str, operation: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """`service.operation(*args, **kwargs)` with the timeout, as parsed JSON."""
         method = getattr(self._api(service), operation)
-        return self._json(lambda: method(*args, _preload_content=False, **_limits(kwargs)))
+        return self._json(
+            lambda: method(*args, _preload_content=False, **_limits(kwargs, self.timeout()))
+        )
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         """A GET on a path the generated client has no operation for (an optional endpoint)."""
@@ -104,16 +147,18 @@ class Kfp:
                 header_params={"Accept": "application/json"},
                 auth_settings=["Bearer"],
                 _preload_content=False,
-                _request_timeout=TIMEOUT,
+                _request_timeout=self.timeout(),
             )
         )
 
     def _json(self, send: Callable[[], Any]) -> dict[str, Any]:
         from kfp_server_api.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 
         try:
             response = send()
+        except KfpError:
+            raise
         except ApiException as exc:
             status = int(exc.status or 0)
             if status == 0:
@@ -122,13 +167,30 @@ class Kfp:
                 ) from None
             detail = _detail(exc.body)
             message = f"the KFP API answered HTTP {status}"
-            raise KfpError(f"{message}: {detail}" if detail else message, status) from None
+            # 503: the server (or the proxy before it) did not take the request; a 502 or
+            # 504 may come after the API server acted on it.
+            raise KfpError(
+                f"{message}: {detail}" if detail else message, status, sent=status != 503
+            ) from None
         except HTTPError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise KfpError(f"cannot reach the KFP API at {self.endpoint} ({reason})") from None
+            cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+            sent = not isinstance(cause, NewConnectionError)
+            left = self.remaining()
+            if left is not None and left <= 0:
+                raise DeadlineError(
+                    f"the deadline passed while waiting for the KFP API at {self.endpoint}"
+                ) from None
+            raise KfpError(
+                f"cannot reach the KFP API at {self.endpoint} ({_reason(cause)})", sent=sent
+            ) from None
         except OSError as exc:
-            raise KfpError(f"cannot read the KFP token: {exc}") from None
-        data = response.data
+            raise KfpError(f"cannot read the KFP token: {exc}", status=-1) from None
+        try:
+            data = response.data
+        except HTTPError as exc:
+            raise KfpError(
+                f"the KFP API at {self.endpoint} broke off its answer ({_reason(exc)})"
+            ) from None
         if not data:
             return {}
         try:
@@ -138,8 +200,14 @@ class Kfp:
         return parsed if isinstance(parsed, dict) else {}
 
 
-def _limits(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in kwargs.items() if v is not None}, "_request_timeout": TIMEOUT}
+def _limits(kwargs: dict[str, Any], timeout: tuple[float, float]) -> dict[str, Any]:
+    return {**{k: v for k, v in kwargs.items() if v is not None}, "_request_timeout": timeout}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: urllib3 nests the socket's own message inside its own."""
+    text = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+    return " ".join(text.split())[:300]
 
 
 def _token_hook(path: str) -> Callable[[Any], None]:

@@ -32,7 +32,8 @@ run. A step that KFP took from its cache runs no pod and prints nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,18 @@ class Pods:
     def __init__(self, core: Any, namespace: str) -> None:
         self.core = core
         self.namespace = namespace
+        # The launcher's deadline (a `clock()` instant): it caps each request's timeouts
+        # and ends a log that is still streaming when it passes.
+        self.deadline: float | None = None
+        self.clock: Callable[[], float] = time.monotonic
+
+    def _timeout(self, action: str) -> tuple[float, float]:
+        if self.deadline is None:
+            return TIMEOUT
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise PodLogError(f"{action}: the launcher's --timeout passed")
+        return (min(TIMEOUT[0], left), min(TIMEOUT[1], left))
 
     @classmethod
     def connect(cls, namespace: str | None) -> Pods:
@@ -130,16 +143,23 @@ class Pods:
 
     def executors(self, run_id: str) -> list[dict[str, Any]]:
         """The run's succeeded pods that ran step code, newest first."""
+        action = f"listing the pods of run {run_id} in namespace {self.namespace}"
+        timeout = self._timeout(action)
         response = self._call(
-            f"listing the pods of run {run_id} in namespace {self.namespace}",
+            action,
             lambda: self.core.list_namespaced_pod(
                 self.namespace,
                 label_selector=f"{RUN_LABEL}={run_id}",
                 _preload_content=False,
-                _request_timeout=TIMEOUT,
+                _request_timeout=timeout,
             ),
         )
-        items = json.loads(response.data).get("items") or []
+        try:
+            items = json.loads(response.data).get("items") or []
+        except (ValueError, AttributeError) as exc:
+            raise PodLogError(
+                f"{action}: the Kubernetes API answered no pod list ({exc})"
+            ) from None
         chosen = [
             pod
             for pod in items
@@ -155,15 +175,19 @@ class Pods:
     def lines(self, pod: str) -> Iterator[str]:
         """The log of the pod's `main` container, line by line, without holding it all."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
+        action = f"reading the log of pod {pod}"
         try:
             response = self.core.read_namespaced_pod_log(
                 pod,
                 self.namespace,
                 container=CONTAINER,
                 _preload_content=False,
-                _request_timeout=TIMEOUT,
+                _request_timeout=self._timeout(action),
             )
+        except HTTPError as exc:
+            raise PodLogError(f"{action}: cannot reach the Kubernetes API ({exc})") from None
         except ApiException as exc:
             if exc.status == 404:
                 raise FileNotFoundError(pod) from None
@@ -174,12 +198,15 @@ class Pods:
         rest = b""
         try:
             for chunk in response.stream(64 * 1024):
+                self._timeout(action)
                 rest += chunk
                 *whole, rest = rest.split(b"\n")
                 for line in whole:
                     yield line.decode("utf-8", "replace").rstrip("\r")
             if rest:
                 yield rest.decode("utf-8", "replace")
+        except HTTPError as exc:
+            raise PodLogError(f"{action}: the Kubernetes API broke off the log ({exc})") from None
         finally:
             response.release_conn()
 
@@ -190,14 +217,20 @@ class Pods:
         for pod in self.executors(run_id):
             name = pod["metadata"]["name"]
             search.pods.append(name)
+            # The last line of a name in a pod wins: the runtime prints its metric lines after
+            # every cell of the step has run, so a cell printing a look-alike line earlier
+            # cannot stand in for the value the step reports.
+            latest: dict[str, Metric] = {}
             try:
                 for line in self.lines(name):
                     parsed = parse(line)
                     if parsed is not None:
                         step, metric, value = parsed
-                        search.metrics.setdefault(metric, Metric(metric, value, step, name))
+                        latest[metric] = Metric(metric, value, step, name)
             except FileNotFoundError:
                 search.gone.append(name)
+            for metric, found in latest.items():
+                search.metrics.setdefault(metric, found)
             if wanted and wanted <= set(search.metrics):
                 break
         return search

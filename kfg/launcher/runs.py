@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
 import signal
 import sys
 import time
@@ -24,19 +26,35 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfg.launcher.kfpapi import ABSENT, Kfp, KfpError
+from kfg.launcher.kfpapi import ABSENT, DeadlineError, Kfp, KfpError
 
 TERMINAL_OK = "SUCCEEDED"
 TERMINAL_FAILED = {"FAILED", "CANCELED", "CANCELING", "SKIPPED"}
 ARTIFACT_PAGE = 200
 PAGE = 100
-# Consecutive failed status checks tolerated while waiting: an API server restarting for a
-# minute should not fail a two-hour trial.
-POLL_FAILURES = 6
+# Backoff between tries of a request that failed transiently (refused, reset, timed out,
+# 502/503/504): doubling from FIRST_BACKOFF up to MAX_BACKOFF seconds, for as long as the
+# deadline allows, so an API server restarting for a minute does not fail a two-hour trial.
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 15.0
+# How long one request keeps failing before the launcher gives up even with time left: an
+# API server restarts in a minute or two; a wrong endpoint should not take the whole
+# two-hour deadline to be reported.
+RETRY_WINDOW = 300.0
+# Seconds granted past the deadline to terminate the run it left behind.
+TERMINATE_GRACE = 10.0
+# Characters of a metric name printed on stdout: what Katib's default StdOut filter
+# `([\w|-]+)\s*=\s*(...)` reads as one name (kubeflow/katib v0.19.0
+# pkg/metricscollector/v1beta1/common/const.go), in ASCII.
+METRIC_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class LaunchError(Exception):
     """The run could not be started, failed, vanished or took too long."""
+
+
+class DeadlineExceeded(LaunchError):
+    """The request's `timeout_seconds` passed; the run (if any) has been terminated."""
 
 
 class Terminated(Exception):
@@ -87,6 +105,28 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# Seconds past `timeout_seconds` after which the alarm below ends whatever is still going
+# on; every request's own timeouts are capped by the deadline, so this is a backstop.
+BACKSTOP = 5.0
+
+
+@contextlib.contextmanager
+def hard_deadline(seconds: float) -> Iterator[None]:
+    """Raise `DeadlineExceeded` in the main thread once `seconds` (plus a backstop margin)
+    have passed, whatever the launcher is blocked in."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise DeadlineExceeded(f"the --timeout of {seconds:g} s passed")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.0) + BACKSTOP)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @contextlib.contextmanager
 def _deferred_sigterm() -> Iterator[None]:
     """Hold SIGTERM back while a run is being created, so its id is known when it lands."""
@@ -110,16 +150,54 @@ class Launcher:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.request = request
-        self.kfp = kfp if kfp is not None else Kfp.connect(request.endpoint)
-        self._pods = pods
         self.clock = clock
         self.sleep = sleep
+        # One deadline over everything: finding the pipeline, creating the run, polling it
+        # and reading its metrics. Every request's timeouts are capped by it.
+        self.deadline = clock() + request.timeout_seconds
+        self.kfp = kfp if kfp is not None else Kfp.connect(request.endpoint)
+        self.kfp.deadline = self.deadline
+        self.kfp.clock = clock
+        self._pods = pods
         self.run_id: str | None = None
         self.ended = False  # the run reached a final state (nothing left to terminate)
 
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def expired(self, doing: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{doing}: the --timeout of {self.request.timeout_seconds:g} s passed"
+        )
+
+    def send(
+        self, service: str, operation: str, *args: Any, idempotent: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One KFP request, tried again with backoff while it fails transiently and the
+        deadline allows. A request that creates something is sent again only when the
+        connection was never made, so a reset after the server acted cannot duplicate it."""
+        backoff = FIRST_BACKOFF
+        give_up = self.clock() + RETRY_WINDOW
+        while True:
+            try:
+                return self.kfp.call(service, operation, *args, **kwargs)
+            except DeadlineError:
+                raise
+            except KfpError as exc:
+                if not exc.transient or (exc.sent and not idempotent):
+                    raise
+                pause = min(backoff, MAX_BACKOFF)
+                if self.remaining() <= pause or self.clock() + pause > give_up:
+                    raise
+                _log(f"{operation} failed ({exc}); trying again in {pause:g} s")
+                self.sleep(pause)
+                backoff *= 2
+
     def _call(self, action: str, service: str, operation: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return self.kfp.call(service, operation, *args, **kwargs)
+            return self.send(service, operation, *args, **kwargs)
+        except DeadlineError:
+            raise self.expired(action) from None
         except KfpError as exc:
             raise LaunchError(f"{action}: {exc}") from None
 
@@ -132,12 +210,14 @@ class Launcher:
         request = self.request
         where = f" in namespace {request.namespace}" if request.namespace else ""
         try:
-            pipeline = self.kfp.call(
+            pipeline = self.send(
                 "PipelineServiceApi",
                 "pipeline_service_get_pipeline_by_name",
                 request.pipeline,
                 namespace=request.namespace,
             )
+        except DeadlineError:
+            raise self.expired(f"finding pipeline `{request.pipeline}`") from None
         except KfpError as exc:
             if exc.status == 404:
                 raise LaunchError(
@@ -188,9 +268,14 @@ class Launcher:
             if request.namespace:
                 body["namespace"] = request.namespace
             try:
-                created = self.kfp.call(
-                    "ExperimentServiceApi", "experiment_service_create_experiment", body
+                created = self.send(
+                    "ExperimentServiceApi",
+                    "experiment_service_create_experiment",
+                    body,
+                    idempotent=False,
                 )
+            except DeadlineError:
+                raise self.expired(f"creating KFP experiment `{name}`") from None
             except KfpError as exc:
                 # A parallel trial created it first: look again.
                 if exc.status == 409 and attempt == 1:
@@ -219,31 +304,32 @@ class Launcher:
                 "RunServiceApi",
                 "run_service_create_run",
                 body,
+                idempotent=False,
             )
             self.run_id = str(run["run_id"])
         return self.run_id
 
     def terminate(self, run_id: str) -> None:
-        self._call(
-            f"terminating run {run_id}", "RunServiceApi", "run_service_terminate_run", run_id
-        )
+        """Terminate the run, with a few seconds past the deadline if it has passed: a run
+        left behind would go on using the cluster with nobody watching it."""
+        self.kfp.deadline = max(self.deadline, self.clock() + TERMINATE_GRACE)
+        try:
+            self._call(
+                f"terminating run {run_id}", "RunServiceApi", "run_service_terminate_run", run_id
+            )
+        finally:
+            self.kfp.deadline = self.deadline
 
     def wait(self, run_id: str) -> str:
-        deadline = self.clock() + self.request.timeout_seconds
-        failures = 0
         while True:
             try:
-                run = self.kfp.call("RunServiceApi", "run_service_get_run", run_id)
-                failures = 0
+                run = self.send("RunServiceApi", "run_service_get_run", run_id)
             except KfpError as exc:
                 if exc.status == 404:
                     raise LaunchError(f"run {run_id} was deleted while kfg waited for it") from None
-                failures += 1
-                transient = exc.status == 0 or exc.status >= 500
-                if not transient or failures >= POLL_FAILURES:
+                if not exc.transient:
                     raise LaunchError(f"reading run {run_id}: {exc}") from None
-                _log(f"reading run {run_id} failed ({exc}); trying again")
-                run = {}
+                run = {}  # still failing as the deadline nears: it ends below
             state = str(run.get("state") or "")
             self.ended = state == TERMINAL_OK or state in TERMINAL_FAILED
             if state == TERMINAL_OK:
@@ -251,14 +337,14 @@ class Launcher:
             if state in TERMINAL_FAILED:
                 reason = (run.get("error") or {}).get("message") or "no reason given"
                 raise LaunchError(f"run {run_id} ended {state}: {reason}")
-            if self.clock() >= deadline:
+            if self.remaining() <= 0:
                 self.terminate(run_id)
                 self.ended = True
-                raise LaunchError(
+                raise DeadlineExceeded(
                     f"run {run_id} did not finish within {self.request.timeout_seconds:g} s"
                     " and was terminated"
                 )
-            self.sleep(self.request.poll_seconds)
+            self.sleep(max(0.0, min(self.request.poll_seconds, self.remaining())))
 
     def read_run(self, run_id: str) -> dict[str, Any]:
         """The run as the v2beta1 API returns it (snake_case keys)."""
@@ -289,6 +375,8 @@ class Launcher:
                     self.kfp.get(f"/apis/v2beta1/artifacts/{link['artifact_id']}", [])
                     for link in links
                 ]
+            except DeadlineError:
+                raise self.expired(f"reading the metrics of run {run_id}") from None
             except KfpError as exc:
                 if exc.status not in ABSENT:
                     _log(f"reading the artifacts of run {run_id} failed ({exc}); using pod logs")
@@ -308,6 +396,8 @@ class Launcher:
             from kfg.launcher.podlogs import Pods
 
             self._pods = Pods.connect(self.request.namespace)
+        self._pods.deadline = self.deadline
+        self._pods.clock = self.clock
         return self._pods
 
     def metrics(self, run_id: str) -> dict[str, float]:
@@ -335,8 +425,10 @@ class Launcher:
             else:
                 for name, metric in searched.metrics.items():
                     found.setdefault(name, metric.value)
+        if self.remaining() <= 0:
+            raise self.expired(f"reading the metrics of run {run_id}")
         if not wanted:
-            return dict(sorted(found.items()))
+            return printable(found)
         missing = [name for name in wanted if name not in found]
         if missing:
             raise LaunchError(self._missing(run_id, missing, found, searched))
@@ -371,3 +463,18 @@ class Launcher:
         run_id = self.start()
         state = self.wait(run_id)
         return RunResult(run_id, state, self.metrics(run_id))
+
+
+def printable(found: dict[str, float]) -> dict[str, float]:
+    """The metrics that can be printed as `name=value` lines Katib reads as exactly that
+    metric. Names and values come from what a run printed; a name with `=`, a space, a
+    newline or any character outside Katib's name pattern could make Katib read another
+    metric than the one reported, so such a name is left out (and said so on stderr), as is
+    a value that is not finite (Katib's filter reads no `nan`)."""
+    kept: dict[str, float] = {}
+    for name, value in sorted(found.items()):
+        if METRIC_NAME.fullmatch(name) and math.isfinite(value):
+            kept[name] = value
+        else:
+            _log(f"ignoring metric {json.dumps(name)}={value!r}: not printable for Katib")
+    return kept

@@ -101,6 +101,11 @@ def _configure(task: Any, step: Step, pipeline: Pipeline) -> None:
     if resources.gpu is not None:
         task.set_accelerator_type(resources.gpu.type)
         task.set_accelerator_limit(resources.gpu.count)
+    defaults = resources.defaulted()
+    if "cpu" in defaults:
+        task.set_cpu_request(defaults["cpu"])
+    if "memory" in defaults:
+        task.set_memory_request(defaults["memory"])
     for name, value in sorted({**STEP_ENV, **step.env}.items()):
         task.set_env_variable(name, value)
     task.set_caching_options(step.caching)

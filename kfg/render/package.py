@@ -1,16 +1,30 @@
 """The rendered package: its files, how they are written, and how they are compared.
 
 A package is a mapping of relative paths to text, built completely in memory first. Writing
-replaces the output directory in one rename, so a failure leaves the previous output as it
-was; `--check` compares the same mapping with what is committed.
+puts it in a sibling directory, then swaps that with the output directory in one atomic
+exchange, so at every instant (a failure, a kill -9, a power cut after the journal) the
+output path holds the complete old package or the complete new one; `--check` compares the
+same mapping with what is committed.
+
+Why an exchange and not a symlink flipped between versioned siblings: the output is
+committed to git and read by Argo CD, Flux and kustomize, which would see a symlink (and
+every old version beside it) instead of a plain directory. The exchange is Linux's
+`renameat2(RENAME_EXCHANGE)` (3.15+, on ext4, xfs, btrfs, tmpfs, overlayfs...) or macOS's
+`renamex_np(RENAME_SWAP)`, called through ctypes. Where neither works (another OS, a file
+system without it), the old directory is renamed away and the new one in: a window of two
+renames in which the path is missing, but a failure in it still puts the old one back.
 """
 
 from __future__ import annotations
 
+import ctypes
 import difflib
+import errno
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +98,75 @@ def _foreign_files(target: Path) -> list[Path]:
     return foreign
 
 
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2  # linux/fs.h
+RENAME_SWAP = 2  # macOS sys/stdio.h
+# errno values meaning "this system or file system cannot exchange": use the fallback.
+UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV}
+
+
+def _step(name: str) -> None:
+    """Called between the operations of `write`; tests replace it to kill the process
+    at each step and check what is left."""
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two directory entries atomically; False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    a, b = os.fsencode(first), os.fsencode(second)
+    call: Callable[[], int]
+    renameat2 = getattr(libc, "renameat2", None)
+    renamex_np = getattr(libc, "renamex_np", None)
+    if sys.platform.startswith("linux") and renameat2 is not None:
+        renameat2.argtypes = [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        ]
+        renameat2.restype = ctypes.c_int
+
+        def call() -> int:
+            return int(renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE))
+    elif sys.platform == "darwin" and renamex_np is not None:
+        renamex_np.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        renamex_np.restype = ctypes.c_int
+
+        def call() -> int:
+            return int(renamex_np(a, b, RENAME_SWAP))
+    else:
+        return False
+    if call() == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put `staging` at `target`; what was at `target` ends up at `staging`."""
+    if exchange(staging, target):
+        _step("exchanged")
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    try:
+        os.replace(target, retired / target.name)
+        try:
+            _step("retired")
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(retired / target.name, target)
+            raise
+        _step("renamed")
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 def write(package: Package, target: Path, *, force: bool = False) -> None:
     """Replace `target` with the package; the old directory survives any failure."""
     if target.exists() and not target.is_dir():
@@ -107,19 +190,12 @@ def write(package: Package, target: Path, *, force: bool = False) -> None:
             with path.open("w", encoding="utf-8", newline="\n") as handle:
                 handle.write(text)
         os.chmod(staging, 0o755)
+        _step("staged")
         if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            try:
-                os.replace(target, retired / target.name)
-                try:
-                    os.replace(staging, target)
-                except BaseException:
-                    os.replace(retired / target.name, target)
-                    raise
-            finally:
-                shutil.rmtree(retired, ignore_errors=True)
+            _swap_in(staging, target)  # staging now holds the old package
         else:
             os.replace(staging, target)
+        _step("replaced")
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

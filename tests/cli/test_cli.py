@@ -34,6 +34,7 @@ def test_validate_examples() -> None:
     result = kfg("validate", "examples")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "examples/wine/kale.yaml: valid: pipeline `wine-quality`" in result.stdout
+    assert "8 steps with default requests (cpu 100m, memory 256Mi)" in result.stdout
     assert result.stdout.strip().endswith("2 files valid")
 
 

@@ -136,6 +136,8 @@ def test_failed_write_keeps_the_previous_output(
         real_replace(src, dst)  # type: ignore[arg-type]
 
     monkeypatch.setattr(package_module.os, "replace", failing)
+    # The two-rename fallback (where the system cannot exchange two directories).
+    monkeypatch.setattr(package_module, "exchange", lambda a, b: False)
     with pytest.raises(OSError):
         package_module.write(package_module.Package({"b.yaml": "new\n"}), target)
     assert sorted(p.name for p in target.iterdir()) == ["a.yaml"]

@@ -201,6 +201,9 @@ class Scenario:
     downloads: dict[str, bytes] = field(default_factory=dict)  # artifact id -> content
     pod_namespace: str = "kubeflow"  # where a run without namespace runs (single-user)
     on_poll: Callable[[int], None] | None = None  # called with the count of GetRun calls
+    # Failures to answer an operation with, one per call in order, before answering it
+    # normally: "stall", "reset" (TCP RST) or an HTTP status such as 503.
+    faults: dict[str, list[str | int]] = field(default_factory=dict)
 
 
 class FakeKfp(Loopback):
@@ -236,6 +239,12 @@ class FakeKfp(Loopback):
             match = operation.pattern.match(request.path)
             if match and operation.method == request.method:
                 request.operation = operation.name
+                pending = self.scenario.faults.get(operation.name)
+                if pending:
+                    fault = pending.pop(0)
+                    if isinstance(fault, int):
+                        return status(fault, 14, f"fake: injected HTTP {fault}")
+                    return Reply(0, fault=fault)
                 denied = self._authorise(request, operation.name)
                 if denied:
                     return denied

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +28,7 @@ class Reply:
     status: int
     body: Any = None  # JSON-able, or bytes sent as they are
     content_type: str = "application/json"
+    fault: str = ""  # "stall": never answer; "reset": close the connection with a TCP RST
 
 
 class Loopback:
@@ -34,6 +37,7 @@ class Loopback:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
+        self.released = threading.Event()  # ends every stalled answer
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +65,16 @@ class Loopback:
                     fake.requests.append(recorded)
                 reply = fake.answer(recorded)
                 recorded.status = reply.status
+                if reply.fault == "stall":
+                    fake.released.wait(120)
+                    self.close_connection = True
+                    return
+                if reply.fault == "reset":
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.close_connection = True
+                    return
                 data = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
@@ -88,8 +102,29 @@ class Loopback:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
     def calls(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
+
+
+class Silent:
+    """A TCP port that accepts connections (the kernel completes the handshake into the
+    listen backlog) and never reads or answers: an API server that hangs."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def __enter__(self) -> Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()

@@ -315,7 +315,7 @@ def test_the_role_grants_exactly_what_the_launcher_uses(kube: FakeKube, tmp_path
     kfp_allowed = {(r, v) for g, r, v in granted if g == "pipelines.kubeflow.org"}
     kube.allowed = {(r, v) for g, r, v in granted if g == ""}
     used: set[tuple[str, str, str]] = set()
-    for scenario, extra in ((Scenario(), ()), (Scenario(states=["RUNNING"]), ("--timeout", "0.2"))):
+    for scenario, extra in ((Scenario(), ()), (Scenario(states=["RUNNING"]), ("--timeout", "2"))):
         scenario.allowed = kfp_allowed
         with FakeKfp(scenario, kube) as fake:
             result = trial(fake, env(kube, tmp_path), *extra)
@@ -341,9 +341,10 @@ def test_failed_run_exits_1_with_kfps_reason(kube: FakeKube, tmp_path: Path) -> 
 
 def test_timeout_terminates_the_run_and_exits_1(kube: FakeKube, tmp_path: Path) -> None:
     with FakeKfp(Scenario(states=["RUNNING"]), kube) as fake:
-        result = trial(fake, env(kube, tmp_path), "--timeout", "0.3")
+        # The deadline covers everything from the start, finding the pipeline included.
+        result = trial(fake, env(kube, tmp_path), "--timeout", "2")
     assert result.returncode == 1
-    assert "did not finish within 0.3 s and was terminated" in result.stderr
+    assert "did not finish within 2 s and was terminated" in result.stderr
     assert fake.terminated == [RUN_ID]
 
 
@@ -369,7 +370,17 @@ def test_deleted_run_and_missing_pipeline(kube: FakeKube, tmp_path: Path) -> Non
 
 def test_unreachable_server_and_bad_parameters(kube: FakeKube, tmp_path: Path) -> None:
     unreachable = subprocess.run(
-        [sys.executable, "-m", "kfg", "trial", "--endpoint", "http://127.0.0.1:9", *ARGS],
+        [
+            sys.executable,
+            "-m",
+            "kfg",
+            "trial",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            *ARGS,
+            "--timeout",
+            "2",
+        ],  # refused connections are tried again until the deadline
         capture_output=True,
         text=True,
         cwd=REPO,

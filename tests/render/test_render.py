@@ -176,6 +176,18 @@ def test_step_settings_reach_the_spec(rendered: dict[str, Rendered]) -> None:
     assert train["activeDeadlineSeconds"] == "1800"
 
 
+def test_steps_without_requests_get_the_default_requests(rendered: dict[str, Rendered]) -> None:
+    version = _objects(rendered["wine"])[1]["spec"]
+    executors = version["pipelineSpec"]["deploymentSpec"]["executors"]
+    load = executors["exec-load"]["container"]["resources"]
+    assert load["resourceCpuRequest"] == "100m"
+    assert load["resourceMemoryRequest"] == "256Mi"
+    assert "resourceCpuLimit" not in load and "resourceMemoryLimit" not in load
+    # Declared values are kept as they are, not mixed with the defaults.
+    forest = executors["exec-random-forest"]["container"]["resources"]
+    assert (forest["resourceCpuRequest"], forest["resourceMemoryRequest"]) == ("2", "2Gi")
+
+
 def test_changing_one_cell_changes_only_that_step_and_the_version(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     for name in ("wine.ipynb", "kale.yaml"):
@@ -309,3 +321,13 @@ def test_kfps_refusals_are_invalid_input_and_kfgs_own_errors_stay_bugs() -> None
     with pytest.raises(ValueError) as own:
         int("not a number")
     assert not _raised_by_kfp(own.value)
+
+
+def test_a_declared_limit_keeps_its_resource_without_a_default_request() -> None:
+    from kfg.config.model import Amount, Resources
+
+    # Kubernetes copies a container's limit into its missing request (kubernetes/kubernetes
+    # pkg/apis/core/v1/defaults.go, SetDefaults_Pod).
+    assert Resources(cpu=Amount(limit="1")).defaulted() == {"memory": "256Mi"}
+    assert Resources(memory=Amount(request="1Gi")).defaulted() == {"cpu": "100m"}
+    assert Resources().defaulted() == {"cpu": "100m", "memory": "256Mi"}
