@@ -32,9 +32,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The unit and integration suite; the end-to-end tier (real tools, whole runs) is `make e2e`.
+# The unit and integration suite, on both cores (a test module stays on one worker, so its
+# module fixtures are built once); the end-to-end tier (real tools, whole runs) is `make e2e`.
 test: lint
-	$(BIN)/pytest -q --ignore=tests/e2e
+	$(BIN)/pytest -q -n 2 --dist loadfile --ignore=tests/e2e
 
 # The end-to-end tier; its Go tools (kube-apiserver, etcd, Katib's webhooks, Flux's apply)
 # are built once per machine into ~/.cache/kfg-e2e (needs Go; see README).

@@ -25,10 +25,10 @@ from kfg.config.algorithms import (
 from kfg.config.cellmap import PARAMETERS, PRELUDE, CellMap, step_role
 from kfg.config.findings import Findings
 from kfg.config.model import (
-    DEFAULT_GPU_TYPE,
     DEFAULT_IMAGE,
     DEFAULT_MAX_TRIALS,
     DEFAULT_PARALLEL_TRIALS,
+    gpu_of,
 )
 from kfg.config.requirements import RequirementError
 from kfg.config.requirements import normalize as normalize_requirement
@@ -296,17 +296,10 @@ def check_gpus(spec: dict[str, Any], findings: Findings) -> None:
     """
     default_image = spec.get("image", DEFAULT_IMAGE)
     for index, step in enumerate(spec["steps"]):
-        gpu = step.get("resources", {}).get("gpu")
-        if not gpu:
+        gpu = gpu_of(step.get("resources", {}).get("gpu"))
+        if gpu is None:
             continue
-        count, kind = (
-            (gpu, DEFAULT_GPU_TYPE)
-            if isinstance(gpu, int)
-            else (
-                gpu["count"],
-                gpu.get("type", DEFAULT_GPU_TYPE),
-            )
-        )
+        count, kind = gpu.count, gpu.type
         path = ("spec", "steps", index, "resources", "gpu")
         if not step.get("nodeSelector") and not step.get("tolerations"):
             findings.warning(

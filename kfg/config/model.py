@@ -237,20 +237,21 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _gpu(raw: Any) -> Gpu | None:
+def gpu_of(raw: Any) -> Gpu | None:
     """`gpu: 1` is shorthand for `gpu: {count: 1}` (the default type)."""
     if not raw:
         return None
-    if isinstance(raw, int):
-        return Gpu(raw)
-    return Gpu(raw["count"], raw.get("type", DEFAULT_GPU_TYPE))
+    # JSON Schema's integer includes 2.0 (YAML's float), so counts are made ints here.
+    if isinstance(raw, (int, float)):
+        return Gpu(int(raw))
+    return Gpu(int(raw["count"]), raw.get("type", DEFAULT_GPU_TYPE))
 
 
 def _resources(raw: dict[str, Any]) -> Resources:
     return Resources(
         cpu=_amount(raw.get("cpu")),
         memory=_amount(raw.get("memory")),
-        gpu=_gpu(raw.get("gpu")),
+        gpu=gpu_of(raw.get("gpu")),
     )
 
 

@@ -617,3 +617,18 @@ def test_gpu_steps_that_cannot_reach_or_use_a_gpu_are_warned(tmp_path: Path) -> 
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     )
     assert ready == {}
+
+
+@pytest.mark.parametrize(
+    ("written", "error"), [("2.0", None), ("{count: 2.0}", None), ("1e30", "1024")]
+)
+def test_gpu_counts_are_whole_and_schedulable(wine: Path, written: str, error: str | None) -> None:
+    # JSON Schema's integer admits 2.0; the model keeps an int either way.
+    _edit(wine, '{cpu: "2", memory: 2Gi}', f'{{cpu: "2", memory: 2Gi, gpu: {written}}}')
+    result = load_pipeline(wine)
+    if error is None:
+        assert result.pipeline is not None, result.diagnostics
+        gpu = result.pipeline.step("random-forest").resources.gpu
+        assert gpu is not None and gpu.count == 2 and isinstance(gpu.count, int)
+    else:
+        assert not result.ok and any(error in d.message for d in result.diagnostics)
