@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+import pytest
+
 from kfg.pysource.imports import Import, distributions, imports, is_stdlib, provided
 
 
@@ -34,3 +36,24 @@ def test_standard_library_and_distribution_names() -> None:
     assert provided("sklearn", ["scikit-learn==1.5.2"])
     assert provided("yaml", ["pyyaml>=6"]) and provided("numpy", ["NumPy==2.1.0"])
     assert not provided("numpy", ["pandas==2.2.3"])
+
+
+def test_validating_the_examples_never_maps_every_installed_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # packages_distributions() reads every installed distribution's files (about 0.4 s):
+    # modules named like their distribution are looked up one by one instead.
+    from importlib import metadata
+
+    from kfg.core.load import load_pipeline
+    from kfg.pysource import imports
+    from tests.conftest import EXAMPLES
+
+    imports._installed.cache_clear()
+
+    def refuse() -> None:
+        raise AssertionError("packages_distributions() was called")
+
+    monkeypatch.setattr(metadata, "packages_distributions", refuse)
+    for name in ("wine", "digits"):
+        assert load_pipeline(EXAMPLES / name / "kale.yaml").ok
