@@ -41,21 +41,14 @@ def command(
     scheduled (read from its Job's name). Exit status: 0 when the run succeeded or Forbid
     skipped it, 1 when it failed or the API refused, 2 for a malformed argument.
     """
-    from kfg.cli.trial import run
-    from kfg.launcher.params import ParameterError, parse_typed
+    from kfg.cli.trial import run, typed_params
     from kfg.launcher.runs import Launcher, LaunchError, RunRequest
     from kfg.launcher.schedule import POLICIES, Firing, admit, fire_time
     from kfg.render.schedules import JOB_NAME_ENV
 
     if policy not in POLICIES:
         usage_error(f"--concurrency-policy must be one of {', '.join(POLICIES)}, not `{policy}`")
-    values = {}
-    for argument in params:
-        try:
-            name, value = parse_typed(argument)
-        except ParameterError as exc:
-            usage_error(f"--param {exc}")
-        values[name] = value
+    values = typed_params(params)
     job = os.environ.get(JOB_NAME_ENV) or None
     now = datetime.datetime.now(datetime.timezone.utc)
     firing = Firing(pipeline, schedule, fire_time(job, f"{pipeline}-{schedule}", now), job)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -48,16 +48,9 @@ def command(
     deleted, timed out, lacked a metric or the API refused, 2 for a malformed argument,
     143 when SIGTERM stopped it (the run is terminated first).
     """
-    from kfg.launcher.params import ParameterError, parse_typed
     from kfg.launcher.runs import RunRequest
 
-    values = {}
-    for argument in params:
-        try:
-            name, value = parse_typed(argument)
-        except ParameterError as exc:
-            usage_error(f"--param {exc}")
-        values[name] = value
+    values = typed_params(params)
     request = RunRequest(
         endpoint=endpoint,
         pipeline=pipeline,
@@ -71,6 +64,20 @@ def command(
         poll_seconds=poll,
     )
     run(request)
+
+
+def typed_params(arguments: list[str]) -> dict[str, Any]:
+    """`--param name:type=value` arguments, as the rendered Jobs write them; exit 2 if not."""
+    from kfg.launcher.params import ParameterError, parse_typed
+
+    values = {}
+    for argument in arguments:
+        try:
+            name, value = parse_typed(argument)
+        except ParameterError as exc:
+            usage_error(f"--param {exc}")
+        values[name] = value
+    return values
 
 
 EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
