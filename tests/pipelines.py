@@ -32,3 +32,25 @@ def make(
 
 def messages(result: LoadResult) -> list[str]:
     return [f"{d.severity.value}: {d.message}" for d in result.diagnostics]
+
+
+def chain(directory: Path, steps: int, **spec: object) -> LoadResult:
+    """A pipeline of `steps` small steps, each reading the value the previous one wrote."""
+    cells: list[Cell] = [("code", "import math"), ("code", "scale = 2")]
+    cells.append(("code", "value_0 = [i * scale for i in range(100)]"))
+    for index in range(1, steps):
+        cells.append(
+            (
+                "code",
+                f"value_{index} = [math.sqrt(abs(v)) + {index} for v in value_{index - 1}]\n"
+                f"print('step {index}', sum(value_{index}))",
+            )
+        )
+    return make(
+        directory,
+        cells,
+        [{"name": f"s{i}", "cells": [i + 3]} for i in range(steps)],
+        prelude=[1],
+        parameters={"cell": 2},
+        **spec,
+    )

@@ -24,6 +24,7 @@ from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
 from kfg.files.inputfile import InputFileError, read_bounded
 from kfg.files.yamlsource import MAX_BYTES, Positions, YamlError, load
 from kfg.notebook.reader import Notebook, NotebookError, read_notebook
+from kfg.render.size import size_warning
 
 CONFIG_NAMES = ("kale.yaml", "kale.yml")
 CONFIG_SUFFIXES = (".kale.yaml", ".kale.yml")
@@ -258,6 +259,10 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     steps = {s["name"]: i for i, s in enumerate(spec["steps"])}
     for problem in result.flow.problems:
         _report(problem, steps, findings)
+    if not findings.failed:
+        too_big = size_warning(result.pipeline, result.flow, notebook)
+        if too_big:
+            findings.add(Severity.WARNING, ("spec", "steps"), "pipeline-size", too_big)
 
 
 def _report(problem: Problem, steps: dict[str, int], findings: Findings) -> None:

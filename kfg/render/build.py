@@ -7,7 +7,8 @@ same bytes everywhere (which is what lets `kfg render --check` guard pull reques
 Every package is split in two stages, each a kustomization of its own, and a top-level
 kustomization including both:
 
-- `pipeline/`: the Pipeline and the data snapshots, which everything else refers to;
+- `pipeline/`: the Pipeline, the data snapshots and the step runtime's ConfigMap, which
+  everything else refers to;
 - `release/`: the PipelineVersion and what uses it (launcher RBAC, Experiment, run Job,
   the schedules' CronJobs).
 
@@ -32,7 +33,7 @@ from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
-from kfg.render import gitops, katib, launcher, schedules, snapshots
+from kfg.render import gitops, katib, launcher, runtime_volume, schedules, snapshots
 from kfg.render.package import (
     KPTFILE,
     KRMIGNORE,
@@ -51,6 +52,7 @@ RELEASE_STAGE = "release"
 STAGES = (PIPELINE_STAGE, RELEASE_STAGE)
 PIPELINE_FILE = f"{PIPELINE_STAGE}/pipeline.yaml"
 SNAPSHOTS_FILE = f"{PIPELINE_STAGE}/snapshots.yaml"
+RUNTIME_FILE = f"{PIPELINE_STAGE}/runtime.yaml"
 VERSION_FILE = f"{RELEASE_STAGE}/version.yaml"
 LAUNCHER_FILE = f"{RELEASE_STAGE}/launcher.yaml"
 EXPERIMENT_FILE = f"{RELEASE_STAGE}/experiment.yaml"
@@ -160,6 +162,11 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
     if data:
         add(SNAPSHOTS_FILE, data)
     add(PIPELINE_FILE, [o for o in objects if o["kind"] == "Pipeline"])
+    mounted = any(step.runtime == "mounted" for step in pipeline.steps)
+    if mounted:
+        runtime = runtime_volume.config_map(pipeline.name, pipeline.namespace, labels)
+        add(RUNTIME_FILE, [runtime])
+        data.append(runtime)
     add(VERSION_FILE, [o for o in objects if o["kind"] != "Pipeline"])
     objects[:0] = data
     if pipeline.tuning is not None or pipeline.launcher.run_on_sync or pipeline.schedules:
@@ -186,6 +193,12 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
         "# The same pipeline as Kubeflow's IR, for installations that upload pipelines"
         f" through the API\n# (kfp upload or the UI). Version: {compiled.version}\n"
     )
+    if mounted:
+        ir_note += (
+            "# Its steps mount the step runtime from ConfigMap"
+            f" {runtime_volume.config_map_name(pipeline.name)}\n# ({RUNTIME_FILE}): apply it"
+            " in the namespace the runs use.\n"
+        )
     package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
     ignored = [IR_FILE]
     if tuning_ir and tuned is not None:

@@ -2,9 +2,9 @@
 
 kfp builds a lightweight component from a function's source, so kfg writes that function:
 its signature declares exactly the parameters and artifacts the data-flow analysis found,
-and its body carries the step's cells and (by default) the step runtime, so the pipeline
-version is self-contained and KFP's cache key changes exactly when the step's code, the
-prelude, the runtime, the image, the packages or the inputs change.
+and its body carries the step's cells and names the step runtime by digest (runtime_volume),
+so KFP's cache key changes exactly when the step's code, the prelude, the runtime, the
+image, the packages or the inputs change.
 
 This module only produces text; it never imports kfp.
 """
@@ -15,14 +15,13 @@ import keyword
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 from kfg.analysis.dataflow import Flow, StepFlow
 from kfg.config.model import Pipeline, Step
 from kfg.kube.names import input_name, output_name
 from kfg.notebook.reader import Notebook
+from kfg.render import runtime_volume
 
-RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime" / "step.py"
 CLOUDPICKLE = "cloudpickle==3.1.2"
 METRICS_OUTPUT = "kfg_metrics"
 REPORT_OUTPUT = "kfg_report"
@@ -48,7 +47,7 @@ def literal(text: str) -> str:
 
 @cache
 def _runtime_literal() -> str:
-    return literal(RUNTIME_PATH.read_text(encoding="utf-8"))
+    return literal(runtime_volume.runtime_text())
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,9 @@ def build_component(pipeline: Pipeline, flow: Flow, notebook: Notebook, step: St
     ]
     if step.runtime == "image":
         lines.append("    from kfg.runtime.step import main")
-    else:
+    elif step.runtime == "mounted":
+        lines += runtime_volume.loader_lines(pipeline.name)
+    else:  # embedded: the whole runtime in this component, for IR that travels alone
         lines += [
             "    import types",
             "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfg.config.model import Pipeline, Step
+from kfg.render import runtime_volume
 
 # Steps run as this user unless the image says otherwise; kfp's compiler adds the rest of
 # the restricted profile (no privilege escalation, all capabilities dropped, seccomp).
@@ -50,6 +51,8 @@ def kubernetes_config(step: Step, pipeline: Pipeline) -> dict[str, Any]:
             }
             for volume in mounts
         ]
+    if step.runtime == "mounted":
+        config["configMapAsVolume"] = [runtime_volume.volume(pipeline.name)]
     if step.node_selector:
         config["nodeSelector"] = {"labels": dict(sorted(step.node_selector.items()))}
     metadata: dict[str, Any] = {}

@@ -38,6 +38,7 @@ def test_render_one_pipeline_then_check(repo: Path) -> None:
         "pipeline.ir.yaml",
         "pipeline/kustomization.yaml",
         "pipeline/pipeline.yaml",
+        "pipeline/runtime.yaml",
         "release/kustomization.yaml",
         "release/version.yaml",
     ]
@@ -110,6 +111,7 @@ def test_stdout_prints_the_objects(repo: Path) -> None:
     assert result.returncode == 0, result.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
     assert kinds == [
+        "ConfigMap",
         "Pipeline",
         "PipelineVersion",
         "ServiceAccount",

@@ -9,11 +9,16 @@ stored is compared with what was sent.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from kfg.render.build import render
+from kfg.render.package import write
 from tests.e2e.cluster import ApiError, ControlPlane
-from tests.e2e.conftest import PACKAGES, Repository
+from tests.e2e.conftest import PACKAGES, Repository, kustomize
 from tests.e2e.diffs import lost, wave
+from tests.pipelines import chain
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -57,3 +62,29 @@ def test_a_field_the_schema_lacks_is_caught(
         query={"fieldValidation": "Ignore"},
     )
     assert list(lost(pipeline, stored)) == [".spec.notAField: dropped"]
+
+
+def test_a_200_step_pipeline_is_stored_and_a_60_step_embedded_one_is_refused(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """The size goal proven on the real store: etcd (v3.6.4, default
+    `--max-request-bytes` 1.5 MiB, server/embed/config.go DefaultMaxRequestBytes) refuses a
+    PipelineVersion that embeds the runtime in 60 steps, and stores one of 200 steps that
+    mounts it."""
+    api = control_plane.api
+    namespace = "accept-size"
+    api.namespace(namespace)
+    for steps, spec, accepted in ((200, {}, True), (60, {"runtime": "embedded"}, False)):
+        folder = tmp_path / f"chain-{steps}"
+        folder.mkdir()
+        result = chain(folder, steps, **spec)
+        assert result.pipeline and result.flow and result.notebook
+        package = render(result.pipeline, result.flow, result.notebook, folder).package
+        write(package, folder / "deploy")
+        for obj in sorted(kustomize(folder / "deploy"), key=wave):
+            if obj["kind"] == "PipelineVersion" and not accepted:
+                with pytest.raises(ApiError, match="too large"):
+                    api.apply(obj, namespace=namespace)
+                continue
+            stored = api.apply(obj, namespace=namespace)
+            assert not list(lost(obj, stored)), obj["kind"]

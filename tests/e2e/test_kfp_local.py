@@ -1,13 +1,20 @@
 """The rendered pipelines really run: kfp.local executes the IR kfg wrote, task by task.
 
 `SubprocessRunner(use_venv=False)` runs each task's real command (the pip install line,
-kfp's executor, kfg's embedded runtime) in a subprocess of this environment, with no
-cluster and no Docker. The metrics must equal those of the notebook run by a kernel.
+kfp's executor, the component's loader of kfg's step runtime) in a subprocess of this
+environment, with no cluster and no Docker. The metrics must equal those of the notebook
+run by a kernel.
+
+kfp.local ignores the Kubernetes platform spec, so it cannot mount the runtime's
+ConfigMap; the test writes the ConfigMap's data into a folder, as the kubelet would, and
+points the components at it with KFG_RUNTIME_DIR. The components check its digest, so
+this proves the rendered ConfigMap holds exactly the runtime the steps were rendered with.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,10 +23,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kfg.core.load import load_pipeline
 from kfg.launcher.podlogs import parse
-from kfg.render.build import IR_FILE, render
+from kfg.render.build import IR_FILE, RUNTIME_FILE, render
+from kfg.render.runtime_volume import DIRECTORY_VARIABLE
 from tests.conftest import EXAMPLES
 from tests.reference import notebook_metrics
 
@@ -62,12 +71,18 @@ def test_rendered_pipeline_runs_locally_with_the_notebooks_metrics(
     package = render(result.pipeline, result.flow, result.notebook, repo).package
     ir = tmp_path / IR_FILE
     ir.write_text(package.files[IR_FILE])
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (config_map,) = yaml.safe_load_all(package.files[RUNTIME_FILE])
+    for key, value in config_map["data"].items():
+        (mount / key).write_text(value, encoding="utf-8")
 
     ran = subprocess.run(
         [sys.executable, "-c", RUNNER, str(ir), str(tmp_path / "root")],
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, DIRECTORY_VARIABLE: str(mount)},
     )
     log = ran.stdout + ran.stderr
     assert ran.returncode == 0, log[-5000:]

@@ -45,8 +45,12 @@ def test_rendered_items_are_placed_and_valid() -> None:
     example = EXAMPLES / "tiny"
     output = yaml.safe_load(run(example, (example / "input.yaml").read_text()).stdout)
     kinds = [item["kind"] for item in output["items"]]
-    assert kinds == ["NotebookPipeline", "ConfigMap", "Pipeline", "PipelineVersion"]
-    where = {"Pipeline": "pipeline/pipeline.yaml", "PipelineVersion": "release/version.yaml"}
+    assert kinds == ["NotebookPipeline", "ConfigMap", "Pipeline", "ConfigMap", "PipelineVersion"]
+    where = {
+        "ConfigMap": "pipeline/runtime.yaml",  # the step runtime, mounted by every step
+        "Pipeline": "pipeline/pipeline.yaml",
+        "PipelineVersion": "release/version.yaml",
+    }
     for item in output["items"][2:]:
         annotations = item["metadata"]["annotations"]
         path = f"rendered/tiny/{where[item['kind']]}"
@@ -89,7 +93,7 @@ def test_config_map_function_config_and_bad_input(tmp_path: Path) -> None:
         "  data:\n    paths: kale.yaml\n"
     )
     output = yaml.safe_load(run(example, listed).stdout)
-    assert [i["kind"] for i in output["items"]] == ["Pipeline", "PipelineVersion"]
+    assert [i["kind"] for i in output["items"]] == ["Pipeline", "ConfigMap", "PipelineVersion"]
     bad = run(example, "not: a resource list\n")
     assert bad.returncode == 1
     assert "must be a config.kubernetes.io/v1 ResourceList" in bad.stdout

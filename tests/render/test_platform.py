@@ -10,10 +10,13 @@ from kfp import dsl, kubernetes
 
 from kfg.config.model import Step
 from kfg.render.platform import RUN_AS_USER, kubernetes_config
+from kfg.render.runtime_volume import MOUNT_PATH, config_map_name
 from tests.pipelines import make
 
 
-def _with_kfp_kubernetes(step: Step, claims: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def _with_kfp_kubernetes(
+    step: Step, claims: dict[str, tuple[str, str]], runtime_map: str | None = None
+) -> dict[str, Any]:
     """The same settings, made one call at a time with kfp-kubernetes."""
     captured: dict[str, Any] = {}
 
@@ -27,6 +30,10 @@ def _with_kfp_kubernetes(step: Step, claims: dict[str, tuple[str, str]]) -> dict
         for volume in step.volumes:
             claim, path = claims[volume]
             kubernetes.mount_pvc(task, pvc_name=claim, mount_path=path)
+        if runtime_map is not None:
+            kubernetes.use_config_map_as_volume(
+                task, runtime_map, mount_path=MOUNT_PATH, optional=True
+            )
         for key, value in sorted(step.node_selector.items()):
             kubernetes.add_node_selector(task, key, value)
         for key, value in sorted(step.labels.items()):
@@ -94,4 +101,7 @@ def test_platform_config_matches_kfp_kubernetes(tmp_path: Path) -> None:
     assert result.pipeline is not None, result.diagnostics
     train = result.pipeline.steps[0]
     ours = kubernetes_config(train, result.pipeline)
-    assert ours == _with_kfp_kubernetes(train, {"data": ("datasets", "/data")})
+    expected = _with_kfp_kubernetes(
+        train, {"data": ("datasets", "/data")}, config_map_name(result.pipeline.name)
+    )
+    assert ours == expected

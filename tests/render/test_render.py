@@ -22,6 +22,7 @@ from kfg.render import gitops
 from kfg.render.build import (
     IR_FILE,
     PIPELINE_FILE,
+    RUNTIME_FILE,
     STAGES,
     VERSION_FILE,
     Rendered,
@@ -239,7 +240,8 @@ def test_kubectl_kustomize_builds_single_and_aggregated_packages(
     rendered: dict[str, Rendered], tmp_path: Path
 ) -> None:
     write(rendered["wine"].package, tmp_path / "wine")
-    assert _kustomize(tmp_path / "wine") == _objects(rendered["wine"])
+    expected_wine = _documents(rendered["wine"], RUNTIME_FILE) + _objects(rendered["wine"])
+    assert _kustomize(tmp_path / "wine") == expected_wine
     write(aggregate(list(rendered.values()), "examples"), tmp_path / "all")
     built = _kustomize(tmp_path / "all")
     expected = sorted(
