@@ -199,12 +199,14 @@ def render(pipeline: Pipeline, flow: Flow, notebook: Notebook, root: Path) -> Re
             f" {runtime_volume.config_map_name(pipeline.name)}\n# ({RUNTIME_FILE}): apply it"
             " in the namespace the runs use.\n"
         )
+    mount_note = ir_note[ir_note.index("# Its steps") :] if mounted else ""
     package.add(IR_FILE, dump_all([sorted_keys(d) for d in compiled.ir], top + ir_note))
     ignored = [IR_FILE]
     if tuning_ir and tuned is not None:
         note = (
             "# The steps Katib trials run (the tuning version), as Kubeflow's IR, for"
             f" installations that\n# upload pipelines through the API. Version: {tuned[0]}\n"
+            + mount_note
         )
         package.add(TUNING_IR_FILE, dump_all([sorted_keys(d) for d in tuning_ir], top + note))
         ignored.append(TUNING_IR_FILE)
