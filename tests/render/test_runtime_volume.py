@@ -4,7 +4,9 @@ The KFP 2.17.0 driver turns a task's `configMapAsVolume` into a pod volume named
 ConfigMap, mounted at `mountPath`, with `optional` passed through
 (kubeflow/pipelines 2.17.0 backend/src/v2/driver/k8s.go, the `GetConfigMapAsVolume` loop;
 the field names are kubernetes_platform/proto/kubernetes_executor_config.proto's
-ConfigMapAsVolume). test_platform.py checks the entry against kfp-kubernetes itself.
+ConfigMapAsVolume). The volume reaches the pod because no kfg component declares task
+config passthroughs (driver.go getTaskConfigOptions: then every field applies to the pod).
+test_platform.py checks the entry against kfp-kubernetes itself.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def test_the_package_carries_the_runtime_once_and_every_step_mounts_it(tmp_path:
     text = json.dumps(version)
     assert "def run_step" not in text  # the runtime's source is not in the version
     assert text.count(digest) == 4  # each component names the runtime by its digest
+    components = version["spec"]["pipelineSpec"]["components"].values()
+    assert not [c for c in components if c.get("taskConfigPassthroughs")]
     platform = version["spec"]["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]
     for executor in platform["executors"].values():
         assert executor["configMapAsVolume"] == [
