@@ -55,7 +55,8 @@ TUNING = f"""  tuning:
       n_estimators: {{type: int, min: 20, max: 300, step: 20}}
       max_depth: {{type: int, min: 2, max: 12}}
 """
-KFG = [sys.executable, "-m", "kfg"]
+KFG = [sys.executable, "-m", "kfg"]  # replaced in main() by the console script users run
+CONSOLE_SCRIPT = "import sys\nfrom kfg.cli import main\nsys.exit(main())\n"  # as pip writes it
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
@@ -256,7 +257,15 @@ def main() -> None:
         default=["run", "rerun", "tune", "kfp"],
         choices=["run", "rerun", "tune", "kfp"],
     )
+    parser.add_argument(
+        "--kfg-src",
+        type=Path,
+        default=REPO,
+        help="The source tree whose kfg to measure (e.g. an older commit's, for before and"
+        " after on the same machine); it runs as the `kfg` console script does.",
+    )
     args = parser.parse_args()
+    os.environ["PYTHONPATH"] = str(args.kfg_src.resolve())
     sections = set(args.sections) - ({"kfp"} if args.skip_kfp else set())
     print(f"# load average at start: {os.getloadavg()}, {os.cpu_count()} CPUs")
     results: dict[str, Any] = {}
@@ -265,6 +274,10 @@ def main() -> None:
         (work / ".git").mkdir()
         shutil.copytree(REPO / "examples" / "wine", work / "wine")
         config = work / "wine" / "kale.yaml"
+        script = work / "kfg"
+        script.write_text(CONSOLE_SCRIPT)
+        KFG[:] = [sys.executable, str(script)]
+        print(f"# kfg from {args.kfg_src.resolve()}, run as a console script")
         shape = Shape(config, TUNED)
 
         if "run" in sections:
