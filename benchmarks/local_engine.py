@@ -61,7 +61,9 @@ CONSOLE_SCRIPT = "import sys\nfrom kfg.cli import main\nsys.exit(main())\n"  # a
 
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
     return time.perf_counter() - start, done.stdout
 
 

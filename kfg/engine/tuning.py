@@ -493,11 +493,14 @@ def study_storage(cache: Cache, name: str) -> Any:
         except KeyError:
             import optuna
 
-            optuna.copy_study(
-                from_study_name=name,
-                from_storage=f"sqlite:///{legacy.resolve()}",
-                to_storage=storage,
-            )
+            try:
+                optuna.copy_study(
+                    from_study_name=name,
+                    from_storage=f"sqlite:///{legacy.resolve()}",
+                    to_storage=storage,
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                return storage  # a concurrent `kfg tune` copied it first
             cache.warn(
                 f"kfg: study {name} was copied from {legacy} to {cache.root / STUDIES},"
                 " where kfg keeps studies now; it resumes from there"
@@ -508,7 +511,8 @@ def study_storage(cache: Cache, name: str) -> Any:
 def _in_sqlite(path: Path, name: str) -> bool:
     """Whether kfg's old SQLite store holds study `name`, read without SQLAlchemy."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             row = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
     except sqlite3.Error:
         return False  # not an Optuna database: nothing of kfg's to carry over
