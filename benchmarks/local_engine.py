@@ -56,7 +56,10 @@ TUNING = f"""  tuning:
       max_depth: {{type: int, min: 2, max: 12}}
 """
 KFG = [sys.executable, "-m", "kfg"]  # replaced in main() by the console script users run
-CONSOLE_SCRIPT = "import sys\nfrom kfg.cli import main\nsys.exit(main())\n"  # as pip writes it
+# As pip writes the `kfg` console script (.venv/bin/kfg).
+CONSOLE_SCRIPT = (
+    "import sys\nfrom kfg.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+)
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
