@@ -1,50 +1,76 @@
-"""The local engine against the alternatives, on the examples (issue 5's goals).
+"""The local engine against the alternatives and against the physical limit, like for like.
 
-1. `kfg run` cold against the notebook executed top to bottom by nbclient (same cells):
-   goal no slower, faster where parallel branches exist.
+Every figure is measured in this run, on this machine, on the same notebook
+(`examples/wine`), and printed side by side; nothing is quoted from elsewhere.
+
+1. `kfg run` cold against the notebook executed top to bottom by nbclient (same cells).
 2. `kfg run` warm (nothing changed): goal under 10% of cold.
-3. `kfg tune` with N trials against a papermill sweep of N full notebook executions:
-   goal at least 4x faster at N=8; the ratio is reported for every N given.
-4. The same pipeline through kfp.local with SubprocessRunner(use_venv=False).
+3. A one-parameter re-run (`-p n_estimators=...`, which reaches 2 of 9 steps) against a
+   cold run, and against its floor: the prelude's imports in a fresh interpreter plus the
+   re-run steps' own compute. Goal: at most 40% of cold, close to the floor.
+4. `kfg tune` with N trials, `parallelTrials` at once, against a papermill sweep of the same
+   N parameter sets (taken from kfg's trials) with the same number of notebooks executing
+   at once (a process pool of papermill executions, papermill imported before the clock
+   starts). kfg and papermill alternate (kfg first on even repeats, papermill first on odd
+   ones). Also kfg against the physical limit: the prelude imported once, the steps the
+   tuned steps wait for run once, and every trial's tuned steps plus the other untuned
+   steps spread over the parallel slots, each step's compute measured by executing its
+   cells in one warm interpreter (no processes, no serialization). Goals: >= 4x papermill
+   at N=8 and within 1.3x of the limit at N=8, 16, 32.
+5. The same pipeline through kfp.local with SubprocessRunner(use_venv=False) (optional).
 
-Wall times of the real commands in a scratch git repository; one run each (they take
-seconds to minutes). `python benchmarks/local_engine.py [--trials 4 8] [--skip-kfp]`.
-The tuning example is the wine pipeline with n_estimators and max_depth tuned (random
-search), because tuning reaches only the forest step and what follows it.
+`python benchmarks/local_engine.py [--trials 8 16 32] [--repeats 2] [--skip-kfp]
+[--sections run rerun tune kfp]`. The load average is printed, because a shared machine
+makes every figure noisy: compare ratios from one run, not seconds across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-TUNING = """  tuning:
-    objective: {metric: forest-accuracy, type: maximize}
-    algorithm: {name: random, settings: {random_state: 1}}
+PARALLEL = 2
+TUNED = ("n_estimators", "max_depth")
+TUNING = f"""  tuning:
+    objective: {{metric: forest-accuracy, type: maximize}}
+    algorithm: {{name: random, settings: {{random_state: 1}}}}
     maxTrials: 8
-    parallelTrials: 2
+    parallelTrials: {PARALLEL}
     parameters:
-      n_estimators: {type: int, min: 20, max: 300, step: 20}
-      max_depth: {type: int, min: 2, max: 12}
+      n_estimators: {{type: int, min: 20, max: 300, step: 20}}
+      max_depth: {{type: int, min: 2, max: 12}}
 """
+KFG = [sys.executable, "-m", "kfg"]  # replaced in main() by the console script users run
+# As pip writes the `kfg` console script (.venv/bin/kfg).
+CONSOLE_SCRIPT = (
+    "import sys\nfrom kfg.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+)
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
+    return time.perf_counter() - start, done.stdout
 
 
-def nbclient_seconds(config: Path, parameters: dict[str, object] | None = None) -> float:
+def nbclient_seconds(config: Path) -> float:
     from tests.reference import notebook_metrics
 
     start = time.perf_counter()
@@ -52,10 +78,117 @@ def nbclient_seconds(config: Path, parameters: dict[str, object] | None = None) 
     return time.perf_counter() - start
 
 
-def papermill_sweep(workdir: Path, notebook: Path, skip: set[int], trials: int) -> float:
-    """N executions of the notebook with papermill, each with other n_estimators/max_depth."""
-    import nbformat
+# --- compute: each step's cells in one warm interpreter --------------------------------
+
+PROFILE = textwrap.dedent(
+    """
+    import json, sys, time
+    spec = json.loads(sys.stdin.read())
+    namespace = {"__name__": "__main__"}
+    started = time.perf_counter()
+    exec(compile(spec["prelude"], "<prelude>", "exec"), namespace)
+    prelude = time.perf_counter() - started
+    namespace.update(spec["defaults"])
+    steps = {}
+    for name, source in spec["untuned"]:
+        started = time.perf_counter()
+        exec(compile(source, name, "exec"), namespace)
+        steps[name] = time.perf_counter() - started
+    trials = []
+    for values in spec["trials"]:
+        scope = dict(namespace)
+        scope.update(values)
+        seconds = {}
+        for name, source in spec["tuned"]:
+            started = time.perf_counter()
+            exec(compile(source, name, "exec"), scope)
+            seconds[name] = time.perf_counter() - started
+        trials.append(seconds)
+    print(json.dumps({"prelude": prelude, "steps": steps, "trials": trials}))
+    """
+)
+
+
+class Shape:
+    """The wine pipeline's steps as the physical limit sees them."""
+
+    def __init__(self, config: Path, tuned: tuple[str, ...]) -> None:
+        from kfg.core.load import load_pipeline
+
+        result = load_pipeline(config)
+        pipeline, flow, notebook = result.pipeline, result.flow, result.notebook
+        assert pipeline is not None and flow is not None and notebook is not None
+        self.order = [s.name for s in pipeline.steps]
+        reached: set[str] = set()
+        for name in self.order:  # notebook order is a topological order
+            here = flow.step(name)
+            if set(here.parameters) & set(tuned) or set(here.upstream) & reached:
+                reached.add(name)
+        self.tuned = [n for n in self.order if n in reached]
+        before: set[str] = set()
+        todo = list(self.tuned)
+        while todo:
+            for upstream in flow.step(todo.pop()).upstream:
+                if upstream not in before and upstream not in reached:
+                    before.add(upstream)
+                    todo.append(upstream)
+        self.chain = [n for n in self.order if n in before]  # what the tuned steps wait for
+        self.side = [n for n in self.order if n not in reached and n not in before]
+        self.prelude = "\n".join(notebook.cell(c).source for c in pipeline.prelude)
+        self.sources = {
+            s.name: "\n".join(notebook.cell(c).source for c in s.cells) for s in pipeline.steps
+        }
+        self.defaults = {p.name: p.default for p in pipeline.parameters}
+
+    def profile(self, trials: list[dict[str, Any]]) -> dict[str, Any]:
+        spec = {
+            "prelude": self.prelude,
+            "defaults": self.defaults,
+            "untuned": [(n, self.sources[n]) for n in self.order if n not in self.tuned],
+            "tuned": [(n, self.sources[n]) for n in self.tuned],
+            "trials": trials,
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", PROFILE],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        profile: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])  # cells print
+        return profile
+
+    def tune_limit(self, profile: dict[str, Any], parallel: int) -> tuple[float, str]:
+        steps = profile["steps"]
+        chain = sum(steps[n] for n in self.chain)
+        spread = sum(steps[n] for n in self.side) + sum(sum(t.values()) for t in profile["trials"])
+        slots = min(parallel, os.cpu_count() or 1)
+        limit = profile["prelude"] + chain + spread / slots
+        return limit, (
+            f"prelude {profile['prelude']:.2f} + chain {chain:.2f} + {spread:.2f} / {slots} slot(s)"
+        )
+
+
+# --- papermill, the same parallelism ---------------------------------------------------
+
+
+def _warm_papermill() -> None:
+    import papermill  # noqa: F401  (imported once per pool process, before the clock)
+
+    quiet = os.open(os.devnull, os.O_WRONLY)  # the kernels' warnings on shutdown
+    os.dup2(quiet, 2)
+
+
+def _papermill_one(source: str, target: str, parameters: dict[str, Any], cwd: str) -> None:
     import papermill
+
+    papermill.execute_notebook(
+        source, target, parameters=parameters, kernel_name="python3", progress_bar=False, cwd=cwd
+    )
+
+
+def sweep_notebook(workdir: Path, notebook: Path, skip: set[int]) -> Path:
+    import nbformat
 
     book = nbformat.read(str(notebook), as_version=4)
     book.cells = [c for i, c in enumerate(book.cells, start=1) if i not in skip]
@@ -64,17 +197,31 @@ def papermill_sweep(workdir: Path, notebook: Path, skip: set[int], trials: int) 
             cell.metadata["tags"] = ["parameters"]
     source = workdir / "sweep.ipynb"
     nbformat.write(book, str(source))
+    return source
+
+
+def papermill_sweep(
+    pool: ProcessPoolExecutor, workdir: Path, source: Path, trials: list[dict[str, Any]]
+) -> float:
     start = time.perf_counter()
-    for index in range(trials):
-        papermill.execute_notebook(
-            str(source),
-            str(workdir / f"sweep-{index}.ipynb"),
-            parameters={"n_estimators": 20 + 20 * index, "max_depth": 2 + index % 10},
-            kernel_name="python3",
-            progress_bar=False,
-            cwd=str(workdir),
+    futures = [
+        pool.submit(
+            _papermill_one, str(source), str(workdir / f"sweep-{i}.ipynb"), values, str(workdir)
         )
+        for i, values in enumerate(trials)
+    ]
+    for future in futures:
+        future.result()
     return time.perf_counter() - start
+
+
+def kfg_tune(config: Path, trials: int, cache: Path, cwd: Path) -> tuple[float, list[dict]]:
+    shutil.rmtree(cache, ignore_errors=True)
+    seconds, out = timed(
+        [*KFG, "tune", str(config), "--trials", str(trials), "--cache-dir", str(cache), "--json"],
+        cwd,
+    )
+    return seconds, [t["params"] for t in json.loads(out)["trials"]]
 
 
 def kfp_local_seconds(workdir: Path, config: Path) -> float:
@@ -85,76 +232,150 @@ def kfp_local_seconds(workdir: Path, config: Path) -> float:
     text = text.replace("scikit-learn==1.5.2", f"scikit-learn=={version('scikit-learn')}")
     config.write_text(text)
     out = workdir / "rendered"
-    subprocess.run(
-        [sys.executable, "-m", "kfg", "render", str(config), "-o", str(out)],
-        cwd=workdir,
-        check=True,
-        capture_output=True,
-    )
+    timed([*KFG, "render", str(config), "-o", str(out)], workdir)
     runner = (
         "import sys\nfrom kfp import components, local\n"
         "local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])\n"
         "components.load_component_from_file(sys.argv[1])()\n"
     )
-    return timed(
+    seconds, _ = timed(
         [sys.executable, "-c", runner, str(out / "pipeline.ir.yaml"), str(workdir / "kfp-root")],
         workdir,
     )
+    return seconds
+
+
+def spread(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:6.2f} s"
+    return f"{statistics.median(values):6.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, nargs="+", default=[8])
+    parser.add_argument("--trials", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-kfp", action="store_true")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["run", "rerun", "tune", "kfp"],
+        choices=["run", "rerun", "tune", "kfp"],
+    )
+    parser.add_argument(
+        "--kfg-src",
+        type=Path,
+        default=REPO,
+        help="The source tree whose kfg to measure (e.g. an older commit's, for before and"
+        " after on the same machine); it runs as the `kfg` console script does.",
+    )
     args = parser.parse_args()
+    os.environ["PYTHONPATH"] = str(args.kfg_src.resolve())
+    sections = set(args.sections) - ({"kfp"} if args.skip_kfp else set())
+    print(f"# load average at start: {os.getloadavg()}, {os.cpu_count()} CPUs")
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kfg-engine-bench-") as directory:
         work = Path(directory)
         (work / ".git").mkdir()
         shutil.copytree(REPO / "examples" / "wine", work / "wine")
         config = work / "wine" / "kale.yaml"
-        kfg = [sys.executable, "-m", "kfg"]
+        script = work / "kfg"
+        script.write_text(CONSOLE_SCRIPT)
+        KFG[:] = [sys.executable, str(script)]
+        print(f"# kfg from {args.kfg_src.resolve()}, run as a console script")
+        shape = Shape(config, TUNED)
 
-        notebook = nbclient_seconds(config)
-        cold = timed([*kfg, "run", str(config), "--no-cache"], work)
-        warm = timed([*kfg, "run", str(config)], work)
-        print(
-            f"1. wine: kfg run cold {cold:6.2f} s   nbclient top to bottom {notebook:6.2f} s"
-            f"   ({notebook / cold:.2f}x)"
-        )
-        print(f"2. wine: kfg run warm {warm:6.2f} s   = {100 * warm / cold:.1f}% of cold")
-
-        tuned = work / "tuned"
-        shutil.copytree(REPO / "examples" / "wine", tuned)
-        (tuned / "kale.yaml").write_text((tuned / "kale.yaml").read_text() + TUNING)
-        skip = {8, 9}
-        for trials in args.trials:
-            cache = work / f"cache-{trials}"
-            kfg_tune = timed(
-                [
-                    *kfg,
-                    "tune",
-                    str(tuned / "kale.yaml"),
-                    "--trials",
-                    str(trials),
-                    "--cache-dir",
-                    str(cache),
-                    "--json",
-                ],
-                work,
-            )
-            sweep = papermill_sweep(work, tuned / "wine.ipynb", skip, trials)
+        if "run" in sections:
+            cold, warm, notebook = [], [], []
+            for _ in range(args.repeats):
+                notebook.append(nbclient_seconds(config))
+                cold.append(timed([*KFG, "run", str(config), "--no-cache"], work)[0])
+                warm.append(timed([*KFG, "run", str(config)], work)[0])
+            c, w, n = (statistics.median(v) for v in (cold, warm, notebook))
             print(
-                f"3. tune N={trials:<3} kfg tune {kfg_tune:6.2f} s   papermill sweep"
-                f" {sweep:6.2f} s   ({sweep / kfg_tune:.2f}x)"
+                f"1. wine: kfg run cold {spread(cold)}   nbclient top to bottom {spread(notebook)}"
+                f"   (nbclient / kfg {n / c:.2f}x)"
             )
-        if not args.skip_kfp:
+            print(f"2. wine: kfg run warm {spread(warm)}   = {100 * w / c:.1f}% of cold")
+            results.update(cold=cold, warm=warm, notebook=notebook)
+
+        if "rerun" in sections:
+            colds, reruns, floors = [], [], []
+            for index in range(args.repeats):
+                cache = work / "rerun-cache"
+                shutil.rmtree(cache, ignore_errors=True)
+                base = [*KFG, "run", str(config), "--cache-dir", str(cache), "--json"]
+                cold_s, _ = timed(base, work)
+                value = 10 + index  # few trees: the accuracy, so `results`, changes too
+                rerun_s, out = timed([*base, "-p", f"n_estimators={value}"], work)
+                ran = [s["name"] for s in json.loads(out)["steps"] if not s["cached"]]
+                profile = shape.profile([{**shape.defaults, "n_estimators": value}])
+                floor = profile["prelude"] + sum(
+                    profile["trials"][0].get(n, profile["steps"].get(n, 0.0)) for n in ran
+                )
+                colds.append(cold_s)
+                reruns.append(rerun_s)
+                floors.append(floor)
+            c, r, f = (statistics.median(v) for v in (colds, reruns, floors))
+            print(
+                f"3. wine: one-parameter re-run ({len(ran)} of {len(shape.order)} steps:"
+                f" {', '.join(ran)}) {spread(reruns)} = {100 * r / c:.1f}% of cold"
+                f" {spread(colds)}; floor (prelude import + their compute) {f:.2f} s,"
+                f" re-run / floor {r / f:.2f}x"
+            )
+            results.update(rerun_cold=colds, rerun=reruns, rerun_floor=floors)
+
+        if "tune" in sections:
+            tuned = work / "tuned"
+            shutil.copytree(REPO / "examples" / "wine", tuned)
+            (tuned / "kale.yaml").write_text((tuned / "kale.yaml").read_text() + TUNING)
+            source = sweep_notebook(work, tuned / "wine.ipynb", skip={8, 9})
+            rng = random.Random(1)
+            fallback = {
+                n: [
+                    {"n_estimators": rng.randrange(20, 301, 20), "max_depth": rng.randint(2, 12)}
+                    for _ in range(n)
+                ]
+                for n in args.trials
+            }
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(PARALLEL, context, initializer=_warm_papermill) as pool:
+                list(pool.map(time.sleep, [0.5] * PARALLEL))  # both processes started
+                for trials in args.trials:
+                    kfg_times, pm_times, limits = [], [], []
+                    params = fallback[trials]
+                    for repeat in range(args.repeats):
+                        cache = work / f"cache-{trials}"
+                        if repeat % 2 == 0:
+                            seconds, params = kfg_tune(tuned / "kale.yaml", trials, cache, work)
+                            pm = papermill_sweep(pool, work, source, params)
+                        else:
+                            pm = papermill_sweep(pool, work, source, params)
+                            seconds, params = kfg_tune(tuned / "kale.yaml", trials, cache, work)
+                        limit, how = shape.tune_limit(shape.profile(params), PARALLEL)
+                        kfg_times.append(seconds)
+                        pm_times.append(pm)
+                        limits.append(limit)
+                    k, p, lim = (statistics.median(v) for v in (kfg_times, pm_times, limits))
+                    print(
+                        f"4. tune N={trials:<3} parallel {PARALLEL}: kfg tune {spread(kfg_times)}"
+                        f"   papermill sweep {spread(pm_times)}   (papermill / kfg {p / k:.2f}x)"
+                        f"   physical limit {lim:.2f} s [{how}]   kfg / limit {k / lim:.2f}x"
+                    )
+                    results[f"tune-{trials}"] = {
+                        "kfg": kfg_times,
+                        "papermill": pm_times,
+                        "limit": limits,
+                    }
+
+        if "kfp" in sections:
             seconds = kfp_local_seconds(work, config)
-            print(
-                f"4. wine: kfp.local (SubprocessRunner, use_venv=False) {seconds:6.2f} s"
-                f"   vs kfg run cold {cold:6.2f} s   ({seconds / cold:.2f}x)"
-            )
-        summary = json.dumps({"cold": cold, "warm": warm, "notebook": notebook})
-        print(f"# {summary}")
+            print(f"5. wine: kfp.local (SubprocessRunner, use_venv=False) {seconds:6.2f} s")
+            results["kfp_local"] = seconds
+    print(f"# load average at end: {os.getloadavg()}")
+    print(f"# {json.dumps(results)}")
 
 
 if __name__ == "__main__":

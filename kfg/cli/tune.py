@@ -110,6 +110,12 @@ def command(
         None, "--cache-dir", envvar="KFG_CACHE_DIR", help="Cache directory (default: .kfg)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    plots: bool = typer.Option(
+        False,
+        "--plots",
+        help="Also draw the objective over trials and against each parameter (PNG and HTML"
+        " under the cache directory's tune/); with a finished study, draws without running.",
+    ),
 ) -> None:
     """Tune the pipeline's parameters here; an interrupted study resumes where it stopped.
 
@@ -145,6 +151,7 @@ def command(
                 trials=trials,
                 parallel=parallel,
                 listener=progress.update,
+                plots=plots,
             )
     except TuneError as exc:
         fail(str(exc))

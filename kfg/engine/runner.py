@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,13 +160,32 @@ class Engine:
             paths[variable] = entry.output(variable)
         return paths
 
-    def _key(self, name: str, job: dict[str, Any]) -> str:
+    def _key(self, name: str, job: dict[str, Any], entries: dict[str, Entry] | None = None) -> str:
         digests = {}
         for variable, source in self.flow.step(name).inputs.items():
-            entry = self.states[source].entry
+            entry = self.states[source].entry if entries is None else entries[source]
             assert entry is not None
             digests[variable] = entry.digests[variable]
         return step_key(inputs=digests, **job)
+
+    def will_execute(self) -> bool:
+        """Whether some step will run rather than come from the cache.
+
+        Walks the cache as `run` will, in notebook order, and stops at the first step that
+        misses: its key is known (its inputs are cached) and nothing is stored under it. A
+        lookup verifies an entry once per Cache, so `run` pays for none of this again.
+        """
+        if not self.use_cache or (self.forced and self.only is None):
+            return True
+        if self.only is not None:
+            return True  # --only runs its step, cached or not
+        entries: dict[str, Entry] = {}
+        for step in self.pipeline.steps:
+            entry = self.cache.lookup(self._key(step.name, self._job(step.name), entries))
+            if entry is None:
+                return True
+            entries[step.name] = entry
+        return False
 
     def _execute(self, name: str) -> StepState:
         state = self.states[name]
@@ -247,6 +266,11 @@ class Engine:
 
     def run(self) -> RunSummary:
         started = time.perf_counter()
+        if self.will_execute():
+            # The forkserver imports the prelude (pandas, scikit-learn: seconds) while the
+            # engine looks up the steps before the first one that runs; a run whose steps
+            # are all cached never starts it.
+            warm_up(self.preload)
         names = [s.name for s in self.pipeline.steps]
         if self.only is not None:
             wanted = {self.only} | self._upstream(self.only)
@@ -358,10 +382,12 @@ def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def launch(spec: Path, log: Path, preload: list[str]) -> Any:
-    """Start one step: forked from a forkserver that already imported the prelude's modules
-    (a step then starts in milliseconds instead of re-importing pandas and scikit-learn),
-    or as a fresh interpreter where fork is unavailable or the modules changed."""
+def _forkserver(preload: list[str]) -> bool:
+    """Whether steps with this prelude fork from the forkserver, which imports it once.
+
+    The forkserver of a process has one preload list: a later pipeline with other modules
+    (a test session, a notebook calling the engine twice) starts its steps afresh instead.
+    """
     import multiprocessing
 
     with _PRELOAD_LOCK:
@@ -371,12 +397,69 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
         if usable and not _PRELOADED:
             multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
             _PRELOADED.extend(preload)
+    return usable
+
+
+WARM_UPS: list[list[str]] = []  # the preload lists warm_up started the forkserver with
+
+
+def warm_up(preload: list[str]) -> None:
+    """Start the forkserver, which imports `preload`, without waiting for it.
+
+    The first step forks from it when it is ready; until then kfg goes on with its own work
+    (cache lookups, the steps before the first miss), so the prelude's imports overlap it
+    instead of following it.
+    """
+    if not _forkserver(preload):
+        return
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # spawns the server; its imports run in the background
+    WARM_UPS.append(list(preload))
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_left_alone() -> Iterator[None]:
+    """Start a child without it re-running the program's main script first.
+
+    multiprocessing re-executes the parent's `__main__` file in every child it starts (as
+    `__mp_main__`) unless `__main__` came from a module run with `-m`; for the `kfg`
+    console script that imported kfg's whole CLI (typer, click: about half a second) into
+    every step, and a script driving the engine without a main guard would run again. A
+    step needs nothing from it (its target is kfg.engine.worker.run_in_child), so for the
+    duration of the start `__main__` is described as a `-m` module named `*.__main__`,
+    which multiprocessing leaves alone (multiprocessing/spawn.py, _fixup_main_from_name).
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    import importlib.machinery
+
+    main.__spec__ = importlib.machinery.ModuleSpec("kfg.__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
+
+
+def launch(spec: Path, log: Path, preload: list[str]) -> Any:
+    """Start one step: forked from a forkserver that already imported the prelude's modules
+    (a step then starts in milliseconds instead of re-importing pandas and scikit-learn),
+    or as a fresh interpreter where fork is unavailable or the modules changed."""
+    import multiprocessing
+
+    usable = _forkserver(preload)
     if usable:
         from kfg.engine.worker import run_in_child
 
         context = multiprocessing.get_context("forkserver")
         process = context.Process(target=run_in_child, args=(str(spec), str(log)), daemon=False)
-        process.start()
+        with _MAIN_LOCK, _main_left_alone():
+            process.start()
         return _Forked(process)
     with log.open("wb") as handle:
         return subprocess.Popen(

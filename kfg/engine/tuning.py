@@ -7,14 +7,20 @@ and a uniform or log-uniform distribution, categorical and discrete lists), and 
 algorithm becomes the Optuna sampler configured as the Katib service that runs it would be,
 setting by setting (`LOCAL_SETTINGS`). A setting without a faithful local equivalent runs
 with the closest option and a warning (`local_notes`); an algorithm or distribution with
-none is an error rather than a silent substitute. The study lives in SQLite under the cache
-directory, so an interrupted tuning resumes where it stopped.
+none is an error rather than a silent substitute. The study lives in an append-only journal
+under the cache directory (`studies.journal`, Optuna's JournalStorage on a file), so an
+interrupted tuning resumes where it stopped; it replaces SQLite, whose database set-up
+alone cost more than a second per `kfg tune`, and a study kfg stored in SQLite before
+(`studies.db`) is copied into the journal the first time it is resumed. Plots cost more
+than a second of matplotlib and are drawn only when asked for (`plots=True`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sqlite3
 import threading
 import warnings
 from collections.abc import Callable
@@ -26,7 +32,7 @@ from kfg.analysis.dataflow import Flow
 from kfg.config.algorithms import grid_axis, setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.engine.cache import Cache
-from kfg.engine.runner import Engine, RunSummary
+from kfg.engine.runner import Engine, RunSummary, preload_modules, warm_up
 from kfg.errors import KfgError
 from kfg.kube.names import content_hash
 from kfg.notebook.reader import Notebook
@@ -359,21 +365,24 @@ def tune(
     trials: int | None = None,
     parallel: int | None = None,
     listener: Listener | None = None,
+    plots: bool = False,
 ) -> TuneSummary:
-    import optuna
-
     tuning = pipeline.tuning
     if tuning is None:
         raise TuneError("kale.yaml has no spec.tuning")
+    # Trials will run steps (almost always: a study that is already finished is the
+    # exception, and pays only a background import). The forkserver imports the prelude
+    # while Optuna is imported and the study is read.
+    warm_up(preload_modules(pipeline, notebook))
+    import optuna
+
     types = {p.name: p.type_name for p in pipeline.parameters}
     at_once = parallel or tuning.parallel_trials
     chosen = sampler(tuning, types, at_once)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache.root.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{(cache.root / 'studies.db').resolve()}"
     name = study_name(pipeline)
     study = optuna.create_study(
-        storage=storage,
+        storage=study_storage(cache, name),
         study_name=name,
         sampler=chosen,
         direction="maximize" if tuning.goal_type == "maximize" else "minimize",
@@ -409,13 +418,17 @@ def tune(
         values = {s.name: suggest(trial, s, types[s.name]) for s in tuning.parameters}
         engine = Engine(pipeline, flow, notebook, cache, parameters=values, jobs=None)
         run: RunSummary = engine.run()
-        trial.set_user_attr("executed", run.executed)
-        trial.set_user_attr("metrics", run.metrics)
-        trial.set_user_attr("seconds", run.seconds)
+        record: dict[str, Any] = {
+            "executed": run.executed,
+            "metrics": run.metrics,
+            "seconds": run.seconds,
+        }
         if not run.ok or tuning.metric not in run.metrics:
             failed = next((s for s in run.steps if s.error), None)
-            trial.set_user_attr("error", failed.error if failed else "no objective metric")
-            raise RuntimeError(trial.user_attrs["error"])
+            record["error"] = failed.error if failed else "no objective metric"
+        trial.set_user_attr(RECORD, record)  # one write to the journal per trial
+        if "error" in record:
+            raise RuntimeError(record["error"])
         return run.metrics[tuning.metric]
 
     def after(study: Any, trial: Any) -> None:
@@ -451,8 +464,59 @@ def tune(
             catch=(RuntimeError,),
         )
     summary.trials.sort(key=lambda t: t.number)
-    summary.plots = _plots(summary, cache.root / "tune" / name)
+    if plots:
+        summary.plots = draw_plots(summary, cache.root / "tune" / name)
     return summary
+
+
+STUDIES = "studies.journal"
+LEGACY_STUDIES = "studies.db"  # kfg before the journal: SQLite through SQLAlchemy
+RECORD = "kfg"  # the user attribute holding what a trial's run did
+
+
+def study_storage(cache: Cache, name: str) -> Any:
+    """The journal holding every study of this cache, with study `name` in it if SQLite had it.
+
+    A journal is a file of appended operations: opening it reads the file, where SQLite
+    through SQLAlchemy and alembic first checks its schema. Studies kfg stored in SQLite are
+    copied on first use, so a study started with an older kfg still resumes; `studies.db`
+    is left as it was (an older kfg can still read it) and is not written again.
+    """
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    cache.root.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(cache.root / STUDIES)))
+    legacy = cache.root / LEGACY_STUDIES
+    if legacy.is_file() and _in_sqlite(legacy, name):
+        try:
+            storage.get_study_id_from_name(name)
+        except KeyError:
+            import optuna
+
+            try:
+                optuna.copy_study(
+                    from_study_name=name,
+                    from_storage=f"sqlite:///{legacy.resolve()}",
+                    to_storage=storage,
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                return storage  # a concurrent `kfg tune` copied it first
+            cache.warn(
+                f"kfg: study {name} was copied from {legacy} to {cache.root / STUDIES},"
+                " where kfg keeps studies now; it resumes from there"
+            )
+    return storage
+
+
+def _in_sqlite(path: Path, name: str) -> bool:
+    """Whether kfg's old SQLite store holds study `name`, read without SQLAlchemy."""
+    try:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
+    except sqlite3.Error:
+        return False  # not an Optuna database: nothing of kfg's to carry over
+    return row is not None
 
 
 def _point(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -507,18 +571,20 @@ def _grid_queue(points: list[dict[str, Any]]) -> Any:
 
 def _result(trial: Any) -> TrialResult:
     state = trial.state.name
+    # Studies stored before RECORD kept each field in its own user attribute.
+    record = trial.user_attrs.get(RECORD, trial.user_attrs)
     return TrialResult(
         number=trial.number,
         state=state,
         params=dict(trial.params),
         value=trial.value if state == "COMPLETE" else None,
-        metrics=dict(trial.user_attrs.get("metrics", {})),
-        seconds=float(trial.user_attrs.get("seconds", 0.0)),
-        executed=tuple(trial.user_attrs.get("executed", ())),
+        metrics=dict(record.get("metrics", {})),
+        seconds=float(record.get("seconds", 0.0)),
+        executed=tuple(record.get("executed", ())),
     )
 
 
-def _plots(summary: TuneSummary, directory: Path) -> dict[str, str]:
+def draw_plots(summary: TuneSummary, directory: Path) -> dict[str, str]:
     """The objective over trials and against each parameter, as PNG and one HTML page."""
     import base64
     import html

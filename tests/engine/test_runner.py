@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,76 @@ def test_a_value_that_cannot_travel_fails_its_step_naming_both_ends(tmp_path: Pa
     )
     assert "build `dtrain` in `train` instead" in states["prepare"].error
     assert states["train"].status == "skipped"
+
+
+def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the engine started, in order: the forkserver's warm-up and each step."""
+    from kfg.engine import runner
+
+    events: list[str] = []
+    launch = runner.launch
+
+    def recording_launch(spec: Path, log: Path, preload: list[str]) -> object:
+        events.append("step")
+        return launch(spec, log, preload)
+
+    monkeypatch.setattr(runner, "warm_up", lambda preload: events.append("warm-up"))
+    monkeypatch.setattr(runner, "launch", recording_launch)
+    return events
+
+
+def test_the_prelude_warms_up_before_the_first_step_and_not_for_a_cached_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, _ = _pipeline(tmp_path)
+    events = _record_starts(monkeypatch)
+    _run(result, tmp_path)
+    assert events == ["warm-up"] + ["step"] * 4  # started before any step, once
+    events.clear()
+    _run(result, tmp_path)  # everything cached: nothing imports pandas for nothing
+    assert events == []
+    _run(result, tmp_path, parameters={"scale": 3})  # a miss past cached steps
+    assert events == ["warm-up", "step", "step"]
+
+
+def test_forced_runs_warm_up_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, _ = _pipeline(tmp_path)
+    _run(result, tmp_path)
+    events = _record_starts(monkeypatch)
+    for options in ({"use_cache": False}, {"rerun_from": "total"}, {"only": "square"}):
+        events.clear()
+        _run(result, tmp_path, **options)
+        assert events[0] == "warm-up" and "step" in events, options
+
+
+def test_a_step_does_not_run_the_programs_main_script_again(tmp_path: Path) -> None:
+    # CPython 3.11 multiprocessing/spawn.py (get_preparation_data, _fixup_main_from_path):
+    # a child started through the forkserver re-executes the parent's `__main__` file as
+    # `__mp_main__` unless `__main__` is a `-m` module named `*.__main__`. The `kfg` console
+    # script is such a file: each step imported kfg's CLI again.
+    _, counter = _pipeline(tmp_path)
+    marker = tmp_path / "driver-executions.txt"
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys\n"
+        f"open({str(marker)!r}, 'a').write('driver\\n')  # no main guard, like a console script\n"
+        "from kfg.core.load import load_pipeline\n"
+        "from kfg.engine.cache import Cache\n"
+        "from kfg.engine.runner import Engine\n"
+        "if __name__ == '__main__':\n"
+        "    loaded = load_pipeline(__import__('pathlib').Path(sys.argv[1]))\n"
+        "    engine = Engine(loaded.pipeline, loaded.flow, loaded.notebook,"
+        " Cache(__import__('pathlib').Path(sys.argv[2])))\n"
+        "    sys.exit(0 if engine.run().ok else 1)\n"
+    )
+    config = tmp_path / "kale.yaml"
+    done = subprocess.run(
+        [sys.executable, str(driver), str(config), str(tmp_path / ".kfg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert _executions(counter) == ["double", "load", "square", "total"]
+    assert marker.read_text().split() == ["driver"]  # once, by the driver itself

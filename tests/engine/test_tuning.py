@@ -14,7 +14,17 @@ import pytest
 
 from kfg.config.model import SearchSpace, Tuning
 from kfg.engine.cache import Cache
-from kfg.engine.tuning import LOCAL_SETTINGS, TuneError, local_notes, sampler, suggest, tune
+from kfg.engine.tuning import (
+    LEGACY_STUDIES,
+    LOCAL_SETTINGS,
+    STUDIES,
+    TuneError,
+    local_notes,
+    sampler,
+    study_name,
+    suggest,
+    tune,
+)
 from kfg.launcher.params import ParameterError, convert
 from tests.pipelines import make, messages
 
@@ -63,11 +73,56 @@ def test_trials_reuse_upstream_steps_and_a_study_resumes(tmp_path: Path) -> None
     assert summary.best is not None and summary.best.value == max(
         t.value or 0 for t in summary.trials
     )
-    assert Path(summary.plots["png"]).is_file() and Path(summary.plots["html"]).is_file()
     again = tune(result.pipeline, result.flow, result.notebook, cache)
-    assert again.new_trials == 0 and len(again.trials) == 6  # stored in SQLite, resumed
+    assert again.new_trials == 0 and len(again.trials) == 6  # stored in the journal, resumed
+    assert again.trials == summary.trials  # with what each trial's run did
     more = tune(result.pipeline, result.flow, result.notebook, cache, trials=8)
     assert more.new_trials == 2
+
+
+def test_the_study_is_a_journal_file_and_plots_are_drawn_only_when_asked(tmp_path: Path) -> None:
+    result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 2})
+    cache = Cache(tmp_path / ".kfg")
+    summary = tune(result.pipeline, result.flow, result.notebook, cache)
+    assert summary.new_trials == 2 and summary.plots == {}
+    assert not (cache.root / "tune").exists()  # no matplotlib on the way to the results
+    assert (cache.root / STUDIES).is_file() and not (cache.root / LEGACY_STUDIES).exists()
+    # Asked for later, of a finished study: drawn from the stored trials, none run.
+    drawn = tune(result.pipeline, result.flow, result.notebook, cache, plots=True)
+    assert drawn.new_trials == 0 and len(drawn.trials) == 2
+    assert Path(drawn.plots["png"]).is_file() and Path(drawn.plots["html"]).is_file()
+
+
+def test_a_study_an_older_kfg_kept_in_sqlite_is_copied_and_resumes(tmp_path: Path) -> None:
+    result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 3})
+    root = tmp_path / ".kfg"
+    root.mkdir()
+    # What kfg stored before the journal: SQLite, each field its own user attribute.
+    old = optuna.create_study(
+        storage=f"sqlite:///{root / LEGACY_STUDIES}",
+        study_name=study_name(result.pipeline),
+        direction="maximize",
+    )
+    trial = old.ask()
+    trial.suggest_int("a", 1, 5)
+    trial.suggest_categorical("b", ["x", "y"])
+    trial.set_user_attr("executed", ["load", "train"])
+    trial.set_user_attr("metrics", {"score": 99.0})
+    trial.set_user_attr("seconds", 1.5)
+    old.tell(trial, 99.0)
+    warnings: list[str] = []
+    cache = Cache(root, warn=warnings.append)
+    summary = tune(result.pipeline, result.flow, result.notebook, cache)
+    assert summary.new_trials == 2  # 3 trials wanted, 1 stored
+    first = summary.trials[0]
+    assert (first.value, first.metrics, first.executed) == (
+        99.0,
+        {"score": 99.0},
+        ("load", "train"),
+    )
+    assert len(warnings) == 1 and "was copied from" in warnings[0]
+    again = tune(result.pipeline, result.flow, result.notebook, Cache(root, warn=warnings.append))
+    assert again.new_trials == 0 and len(again.trials) == 3 and len(warnings) == 1  # copied once
 
 
 def test_goal_stops_the_study(tmp_path: Path) -> None:
@@ -241,3 +296,24 @@ def test_cli_json(tmp_path: Path) -> None:
     assert "kfg: warning: early stopping (medianstop) is not applied locally" in result.stderr
     assert summary["notes"] and "medianstop" in summary["notes"][0]
     assert result.stderr.count("COMPLETE") == 3
+
+
+def test_the_prelude_warms_up_before_optuna_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfg.engine import tuning
+
+    result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 2})
+    started: list[list[str]] = []
+    monkeypatch.setattr(tuning, "warm_up", started.append)
+    monkeypatch.delitem(sys.modules, "optuna")  # tune imports it again, after the warm-up
+    real_import = __import__
+
+    def watching_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "optuna" and not started:
+            raise AssertionError("optuna imported before the forkserver was started")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.__import__", watching_import)
+    summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
+    assert summary.new_trials == 2 and started and "kfg.runtime.step" in started[0]
