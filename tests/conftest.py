@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# Warm step servers (kfg.engine.warm) started by the tests' runs leave seconds after them,
+# not minutes: a test session starts many, each for its own temporary repository.
+os.environ.setdefault("KFG_WARM_IDLE", "5")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -403,13 +403,31 @@ def _forkserver(preload: list[str]) -> bool:
 WARM_UPS: list[list[str]] = []  # the preload lists warm_up started the forkserver with
 
 
+_WARM: dict[tuple[str, ...], Path | None] = {}  # preload -> its warm server's socket
+
+
+def _warm_server(preload: list[str]) -> Path | None:
+    """The warm server (kfg.engine.warm) for `preload`, asked for once per process."""
+    from kfg.engine import warm
+
+    with _PRELOAD_LOCK:
+        wanted = tuple(preload)
+        if wanted not in _WARM:
+            _WARM[wanted] = warm.ensure(preload)
+        return _WARM[wanted]
+
+
 def warm_up(preload: list[str]) -> None:
-    """Start the forkserver, which imports `preload`, without waiting for it.
+    """Start the server that imports `preload` (a warm server kept between runs, or this
+    run's forkserver) without waiting for it.
 
     The first step forks from it when it is ready; until then kfg goes on with its own work
     (cache lookups, the steps before the first miss), so the prelude's imports overlap it
     instead of following it.
     """
+    if _warm_server(preload) is not None:
+        WARM_UPS.append(list(preload))
+        return
     if not _forkserver(preload):
         return
     from multiprocessing import forkserver
@@ -447,11 +465,21 @@ def _main_left_alone() -> Iterator[None]:
 
 
 def launch(spec: Path, log: Path, preload: list[str]) -> Any:
-    """Start one step: forked from a forkserver that already imported the prelude's modules
-    (a step then starts in milliseconds instead of re-importing pandas and scikit-learn),
-    or as a fresh interpreter where fork is unavailable or the modules changed."""
+    """Start one step: forked from a server that already imported the prelude's modules
+    (a step then starts in milliseconds instead of re-importing pandas and scikit-learn):
+    the warm server kept between runs, else this run's forkserver, else (no fork, or the
+    modules changed) a fresh interpreter."""
     import multiprocessing
 
+    address = _warm_server(preload)
+    if address is not None:
+        from kfg.engine import warm
+
+        step = warm.start_step(address, spec, log)
+        if step is not None:
+            return step
+        with _PRELOAD_LOCK:
+            _WARM[tuple(preload)] = None  # it left (idle, or killed): this run's own
     usable = _forkserver(preload)
     if usable:
         from kfg.engine.worker import run_in_child

@@ -1,0 +1,347 @@
+"""A warm step server that outlives one `kfg run`, as a kernel outlives one cell.
+
+Every step imports the prelude's modules (pandas, scikit-learn...: a second or more), and
+the forkserver of one `kfg run` pays that once per run. In the loop a data scientist
+lives in (change a parameter or a cell, run again, with most steps cached) that second
+is most of the wait. The warm server imports the modules once and stays up while runs
+come (it leaves after `KFG_WARM_IDLE` seconds without a step, 300 by default; `0` turns
+it off): each step is forked from it, in the caller's directory, environment and umask,
+into its own session writing its own log, exactly as the per-run forkserver would.
+
+A server serves one set of preloaded modules for one interpreter, one kfg and one
+environment, identified by a key over all of them, including the files of the
+preloaded packages: `pip install` of a new pandas, an edited kfg or another virtualenv
+starts another server, and the old one leaves when idle. Its socket lives in a
+directory only this user can enter.
+
+The server is single-threaded (a selector over its listening socket and one connection
+per running step, children reaped with WNOHANG), so it never forks while another thread
+holds a lock. Protocol, one JSON line each way: the client sends the step; the server
+answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import selectors
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+IDLE_VARIABLE = "KFG_WARM_IDLE"
+DIRECTORY_VARIABLE = "KFG_WARM_DIR"  # where sockets go (default: $TMPDIR/kfg-warm-UID)
+DEFAULT_IDLE = 300.0
+# Variables a shell changes between commands without changing what a step computes.
+VOLATILE = {"PWD", "OLDPWD", "_", "SHLVL", "COLUMNS", "LINES", "TERM_SESSION_ID"}
+CONNECT_TIMEOUT = 2.0
+
+
+def idle_seconds() -> float:
+    raw = os.environ.get(IDLE_VARIABLE, "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_IDLE
+    except ValueError:
+        return DEFAULT_IDLE
+
+
+def _origin(name: str) -> list[Any]:
+    """Where a preloaded module's top-level package is and when it last changed."""
+    top = name.partition(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return [top, None]
+    origin = spec.origin if spec is not None else None
+    if origin is None or not os.path.exists(origin):
+        return [top, origin]
+    folder = os.path.dirname(origin)
+    return [top, origin, os.stat(origin).st_mtime_ns, os.stat(folder).st_mtime_ns]
+
+
+def key(preload: list[str], env: dict[str, str]) -> str:
+    kfg_files = [
+        Path(__file__),
+        Path(__file__).parent / "worker.py",
+        Path(__file__).parent.parent / "runtime" / "step.py",
+    ]
+    identity = {
+        "python": [sys.executable, sys.version, sys.path],
+        "kfg": [[str(p), p.stat().st_mtime_ns] for p in kfg_files],
+        "preload": preload,
+        "origins": [_origin(name) for name in dict.fromkeys(preload)],
+        "env": sorted((k, v) for k, v in env.items() if k not in VOLATILE),
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def socket_directory() -> Path | None:
+    """The user's private directory for servers' sockets, or None when it is not private."""
+    chosen = os.environ.get(DIRECTORY_VARIABLE)
+    folder = Path(chosen) if chosen else Path(tempfile.gettempdir()) / f"kfg-warm-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError:
+        return None
+    private = stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o077
+    return folder if info.st_uid == os.getuid() and private else None
+
+
+def _connect(address: Path) -> socket.socket | None:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(CONNECT_TIMEOUT)
+    try:
+        client.connect(str(address))
+    except OSError:
+        client.close()
+        return None
+    client.settimeout(None)
+    return client
+
+
+def ensure(preload: list[str]) -> Path | None:
+    """The socket of a server for `preload` in this environment, started if none answers.
+
+    Returns at once: a new server binds its socket first and imports afterwards, so a step
+    sent meanwhile waits for the imports, not for the server to appear.
+    """
+    if idle_seconds() <= 0 or not hasattr(os, "fork") or not hasattr(socket, "AF_UNIX"):
+        return None
+    folder = socket_directory()
+    if folder is None:
+        return None
+    address = folder / f"{key(preload, dict(os.environ))}.sock"
+    if len(os.fsencode(address)) >= 100:  # sun_path holds 108 bytes on Linux, 104 on macOS
+        return None
+    probe = _connect(address)
+    if probe is not None:
+        probe.close()
+        return address
+    ready = folder / f"{address.stem}.ready"
+    with contextlib.suppress(FileNotFoundError):
+        ready.unlink()
+    log = folder / f"{address.stem}.log"
+    with log.open("ab") as handle:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kfg.engine.warm",
+                str(address),
+                json.dumps({"preload": preload, "path": sys.path}),
+                str(idle_seconds()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while time.monotonic() < deadline:  # the socket is bound before any import
+        if ready.exists():
+            return address
+        time.sleep(0.005)
+    return None
+
+
+class WarmStep:
+    """A step forked by the warm server, with the interface of a Popen."""
+
+    def __init__(self, connection: socket.socket, pid: int) -> None:
+        self.connection = connection
+        self.reader = connection.makefile("rb")
+        self.pid = pid
+
+    def wait(self) -> int:
+        try:
+            line = self.reader.readline()
+            code = int(json.loads(line)["exit"]) if line else 1
+        except (OSError, ValueError, KeyError, TypeError):
+            code = 1
+        finally:
+            self.reader.close()
+            self.connection.close()
+        return code
+
+
+def start_step(address: Path, spec: Path, log: Path) -> WarmStep | None:
+    """Fork a step from the server at `address`; None when it does not answer."""
+    connection = _connect(address)
+    if connection is None:
+        return None
+    request = {
+        "spec": str(spec),
+        "log": str(log),
+        "cwd": os.getcwd(),
+        "env": {**os.environ, "PYTHONUNBUFFERED": "1"},
+        "umask": _umask(),
+        "path": sys.path,
+    }
+    try:
+        connection.sendall(json.dumps(request).encode("utf-8") + b"\n")
+        reader = connection.makefile("rb")
+        line = reader.readline()
+        reader.close()
+        pid = int(json.loads(line)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        connection.close()
+        return None
+    return WarmStep(connection, pid)
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+def _child(request: dict[str, Any]) -> None:
+    """In the forked child: become the caller's step, then run it (never returns)."""
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.umask(int(request["umask"]))
+        sys.path[:] = request["path"]
+        from kfg.engine.worker import run_in_child
+
+        run_in_child(request["spec"], request["log"])  # exits the process
+    finally:
+        os._exit(1)
+
+
+def _bind(address: Path) -> socket.socket | None:
+    """Listen at `address`; None when a live server already does."""
+    for _ in range(2):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(address))
+        except OSError:
+            listener.close()
+            live = _connect(address)
+            if live is not None:
+                live.close()
+                return None  # another server for the same key won the race
+            with contextlib.suppress(FileNotFoundError):
+                address.unlink()  # left by a server that was killed
+            continue
+        listener.listen(64)
+        return listener
+    return None
+
+
+def _inode(address: Path) -> int | None:
+    try:
+        return address.stat().st_ino
+    except OSError:
+        return None
+
+
+def serve(address: Path, preload: list[str], path: list[str], idle: float) -> None:
+    listener = _bind(address)
+    if listener is None:
+        return
+    ours = _inode(address)
+    address.with_suffix(".ready").touch()
+    sys.path[:] = path  # the caller's, so the preloaded modules are the ones it would import
+    for name in preload:
+        with contextlib.suppress(Exception):  # the step reports a broken import itself
+            __import__(name)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    accepting = True
+    last = time.monotonic()
+    try:
+        while True:
+            if accepting and _inode(address) != ours:  # removed (stop_servers) or replaced
+                accepting = False
+                selector.unregister(listener)
+            if not children and (not accepting or time.monotonic() - last >= idle):
+                break
+            if accepting:
+                for _ in selector.select(timeout=0.05):
+                    connection, _ = listener.accept()
+                    _fork(connection, listener, children)
+            else:
+                time.sleep(0.05)
+            _reap(children)
+            if children:
+                last = time.monotonic()
+    finally:
+        if _inode(address) == ours:  # never another server's socket
+            with contextlib.suppress(FileNotFoundError):
+                address.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                address.with_suffix(".ready").unlink()
+        listener.close()
+
+
+def _fork(connection: socket.socket, listener: socket.socket, children: dict[int, Any]) -> None:
+    connection.settimeout(CONNECT_TIMEOUT)
+    try:
+        reader = connection.makefile("rb")
+        request = json.loads(reader.readline())
+        reader.close()
+    except (OSError, ValueError):
+        connection.close()
+        return
+    if not isinstance(request, dict) or "spec" not in request:
+        connection.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        listener.close()
+        connection.close()
+        _child(request)
+    with contextlib.suppress(OSError):
+        connection.sendall(json.dumps({"pid": pid}).encode("utf-8") + b"\n")
+    children[pid] = connection
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    for pid in list(children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 1 << 8
+        if done == 0:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        connection = children.pop(pid)
+        with contextlib.suppress(OSError):
+            connection.sendall(json.dumps({"exit": abs(code)}).encode("utf-8") + b"\n")
+        connection.close()
+
+
+def stop_servers() -> int:
+    """Ask every warm server of this user to leave (each notices its socket is gone within
+    a tick and exits once its running steps end); how many were asked."""
+    folder = socket_directory()
+    if folder is None:
+        return 0
+    asked = 0
+    for address in folder.glob("*.sock"):
+        with contextlib.suppress(FileNotFoundError):
+            address.unlink()
+            asked += 1
+    return asked
+
+
+if __name__ == "__main__":
+    _setup = json.loads(sys.argv[2])
+    serve(Path(sys.argv[1]), _setup["preload"], _setup["path"], float(sys.argv[3]))

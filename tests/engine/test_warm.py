@@ -1,0 +1,203 @@
+"""The warm step server: kept between runs, forked steps behave as fresh ones, and it
+leaves when asked, when idle, and whenever what it preloaded may be stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kfg.engine import runner, warm
+from tests.pipelines import make, messages
+
+PRELOAD = ["kfg.runtime.step", "kfg.engine.worker", "json"]
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Private servers for this test: its own (short: a socket path has room for about
+    100 bytes) socket directory, and its own idle time."""
+    sockets = Path(tempfile.mkdtemp(prefix="kfgw-", dir="/tmp"))
+    monkeypatch.setenv(warm.DIRECTORY_VARIABLE, str(sockets / "warm"))
+    monkeypatch.setenv(warm.IDLE_VARIABLE, "30")
+    monkeypatch.setattr(runner, "_WARM", {})
+    yield sockets
+    warm.stop_servers()
+    shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _server_pid(address: Path) -> int:
+    """The pid of the process listening at `address` (from /proc's socket table)."""
+    inode = None
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == str(address):
+            inode = fields[6]
+    assert inode is not None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError("no process listens")
+
+
+def _step_spec(tmp_path: Path, name: str, code: str) -> tuple[Path, Path]:
+    work = tmp_path / name
+    work.mkdir()
+    spec = {
+        "pipeline": "p",
+        "step": name,
+        "prelude": [],
+        "cells": [[1, code]],
+        "parameters": {},
+        "inputs": {},
+        "outputs": {},
+        "metrics": {},
+        "consumers": {},
+        "report": str(work / "report.html"),
+        "result": str(work / "result.json"),
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
+    return work / "spec.json", work / "log.txt"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_steps_fork_from_one_server_in_the_callers_directory_and_environment(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = warm.ensure(PRELOAD)
+    assert address is not None and address.exists()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code = "import os\nprint('cwd', os.getcwd())\nprint('ppid', os.getppid())"
+    spec, log = _step_spec(tmp_path, "one", code)
+    step = warm.start_step(address, spec, log)
+    assert step is not None and step.wait() == 0
+    text = log.read_text()
+    assert f"cwd {here}" in text
+    server = _server_pid(address)
+    assert f"ppid {server}" in text  # forked by the server, not started afresh
+    # A second ask finds the same server.
+    assert warm.ensure(PRELOAD) == address
+    spec, log = _step_spec(tmp_path, "two", "print('again')")
+    step = warm.start_step(address, spec, log)
+    assert step is not None and step.wait() == 0
+    assert _server_pid(address) == server
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_changed_environment_or_package_gets_another_server(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = warm.ensure(PRELOAD)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # read by numpy when it is imported
+    assert warm.ensure(PRELOAD) not in (None, first)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert warm.ensure(PRELOAD) == first
+    # A package installed over the preloaded one (its files change) means another key.
+    package = tmp_path / "site" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    before = warm.key([*PRELOAD, "mypkg"], dict(os.environ))
+    time.sleep(0.01)
+    (package / "__init__.py").write_text("VALUE = 2\n")
+    os.utime(package / "__init__.py", ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert warm.key([*PRELOAD, "mypkg"], dict(os.environ)) != before
+    # Shell bookkeeping does not.
+    assert warm.key(PRELOAD, {"PWD": "/a"}) == warm.key(PRELOAD, {"PWD": "/b"})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_the_server_leaves_when_idle_when_asked_and_after_its_steps(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(warm.IDLE_VARIABLE, "0.5")
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    deadline = time.monotonic() + 20
+    while address.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not address.exists()  # idle: it left and took its socket
+    monkeypatch.setenv(warm.IDLE_VARIABLE, "30")
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    spec, log = _step_spec(tmp_path, "slow", "import time\ntime.sleep(1.5)\nprint('finished')")
+    step = warm.start_step(address, spec, log)
+    assert step is not None
+    assert warm.stop_servers() == 1
+    assert step.wait() == 0  # asked to leave, it still sees its running step through
+    assert "finished" in log.read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_socket_left_by_a_killed_server_is_replaced(servers: Path, tmp_path: Path) -> None:
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    os.kill(_server_pid(address), signal.SIGKILL)
+    time.sleep(0.2)
+    assert address.exists()  # nobody cleaned up
+    assert warm.ensure(PRELOAD) == address
+    spec, log = _step_spec(tmp_path, "after", "print('served')")
+    step = warm.start_step(address, spec, log)
+    assert step is not None and step.wait() == 0
+
+
+def test_zero_idle_turns_it_off(servers: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(warm.IDLE_VARIABLE, "0")
+    assert warm.ensure(PRELOAD) is None
+
+
+def test_a_directory_others_can_enter_is_not_used(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = servers / "warm"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o777)
+    assert warm.socket_directory() is None
+    assert warm.ensure(PRELOAD) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_second_run_forks_its_steps_from_the_first_runs_server(
+    servers: Path, tmp_path: Path
+) -> None:
+    """Two `kfg run` processes: the second one's steps come from the server the first
+    started, so the prelude is imported once for both."""
+    result = make(
+        tmp_path,
+        [("code", "import json"), ("code", "import os\nprint('parent', os.getppid())")],
+        [{"name": "who", "cells": [2]}],
+        prelude=[1],
+    )
+    assert result.ok, messages(result)
+    config = tmp_path / "kale.yaml"
+    parents = []
+    for _ in range(2):
+        ran = subprocess.run(
+            [sys.executable, "-m", "kfg", "run", str(config), "--no-cache", "--json"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+        log = Path(json.loads(ran.stdout)["steps"][0]["log"]).read_text()
+        parents += [line.split()[1] for line in log.splitlines() if line.startswith("parent")]
+    (address,) = (servers / "warm").glob("*.sock")
+    assert parents == [str(_server_pid(address))] * 2
