@@ -261,6 +261,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     for name in preload:
         with contextlib.suppress(Exception):  # the step reports a broken import itself
             __import__(name)
+    os.chdir("/")  # pin no directory while idle; each step moves to its caller's
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
