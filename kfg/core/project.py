@@ -9,7 +9,6 @@ between files are diagnostics like any other, placed on the line they are about.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import threading
@@ -129,11 +128,7 @@ def _can_fork() -> bool:
     """Forking copies only the calling thread: safe in a single-threaded process, on Linux
     (macOS system libraries may not survive a fork; there, and on Windows, pipelines render
     one after another)."""
-    return (
-        sys.platform == "linux"
-        and "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-    )
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _render_all(work: list[_Work], jobs: int | None) -> list[Rendered | CompileRefused]:
@@ -146,6 +141,8 @@ def _render_all(work: list[_Work], jobs: int | None) -> list[Rendered | CompileR
         # Forked workers start with kfp already imported: a fresh interpreter (spawn) would
         # spend about a second importing it in each. One pipeline per task balances the
         # load; map() returns the results in the order of `work`.
+        import multiprocessing  # about 20 ms to import: only when it is used
+
         pool = multiprocessing.get_context("fork").Pool(workers)
         try:
             results = pool.map(_render_one, range(len(work)), chunksize=1)
