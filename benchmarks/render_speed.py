@@ -44,7 +44,7 @@ KALE_ENV = Path.home() / ".cache" / "kfg-bench" / f"kale-{KALE_VERSION}-kfp-{KFP
 # Printed, marked as cited, only when Kale is not measured in this run. The source is an
 # earlier run of this script, not a figure published by Kale.
 KALE_CITED = (
-    "Kale 2.3.0's compile took 6.1x the wall time and 7.5x the CPU time of `kfg render` of the"
+    "Kale 2.3.0's compile took 7.6x the wall time and 7.6x the CPU time of `kfg render` of the"
     " same notebook (5 alternating rounds, 2 shared CPUs, 2026-12-02), measured by"
     " `benchmarks/render_speed.py --kale` (kfg branch speed-render)"
 )

@@ -70,7 +70,6 @@ class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
         other: yaml.Node = super().represent_data(data)
         return other
 
-
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """The tag a scalar would be read back as, which libyaml's emitter asks for twice
         per scalar to decide on quotes: PyYAML's regular expressions, remembered for the
