@@ -37,6 +37,13 @@ def command(
         "--launcher-image",
         help="Image of the trial launcher (kfg), overriding spec.launcher.image.",
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Pipelines rendered at once, one process each (default: one per CPU).",
+    ),
 ) -> None:
     """Render Pipeline and PipelineVersion manifests, the pipeline IR, kustomization and Kptfile.
 
@@ -53,7 +60,7 @@ def command(
 
     project = load_project(files, root)
     if project.ok:
-        project = render_project(project, root, launcher_image=launcher_image)
+        project = render_project(project, root, launcher_image=launcher_image, jobs=jobs)
     if project.diagnostics:
         typer.echo(text(project.diagnostics), err=True)
     if not project.ok:

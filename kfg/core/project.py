@@ -9,6 +9,9 @@ between files are diagnostics like any other, placed on the line they are about.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +21,11 @@ from kfg.core.load import LoadResult, load_pipeline, repository_root
 from kfg.diagnostics import Diagnostic, Severity, has_errors
 
 if TYPE_CHECKING:
+    from kfg.analysis.dataflow import Flow
+    from kfg.config.model import Pipeline
+    from kfg.notebook.reader import Notebook
     from kfg.render.build import Rendered
+    from kfg.render.kfp_build import CompileRefused
 
 
 @dataclass(frozen=True)
@@ -55,30 +62,100 @@ def load_project(sources: Sequence[Path | Source], root: Path | None = None) -> 
 
 
 def render_project(
-    project: Project, root: Path | None = None, *, launcher_image: str | None = None
+    project: Project,
+    root: Path | None = None,
+    *,
+    launcher_image: str | None = None,
+    jobs: int | None = None,
 ) -> Project:
     """Render every pipeline of a valid project; imports kfp. Objects two pipelines would
-    both render are errors: kustomize cannot hold both, and one would overwrite the other."""
+    both render are errors: kustomize cannot hold both, and one would overwrite the other.
+
+    Pipelines are independent, so several are rendered by up to `jobs` processes (default:
+    one per CPU this process may run on); the result is the same, in the same order, as
+    rendering them one after another.
+    """
     if not project.ok or not project.results:
         return project
-    from kfg.render.build import render
-    from kfg.render.kfp_build import CompileRefused
+    from kfg.render.kfp_build import CompileRefused  # imports kfp, before any worker forks
 
     repo = (root or repository_root(project.results[0].path.parent)).resolve()
-    rendered: list[Rendered] = []
-    problems: list[Diagnostic] = []
-    for result in project.valid():
+    valid = project.valid()
+    work: list[_Work] = []
+    for result in valid:
         assert result.pipeline and result.flow and result.notebook
         pipeline = result.pipeline
         if launcher_image:
             pipeline = replace(pipeline, launcher=replace(pipeline.launcher, image=launcher_image))
-        try:
-            rendered.append(render(pipeline, result.flow, result.notebook, repo))
-        except CompileRefused as exc:
-            problems.append(_at(result, ("metadata", "name"), "compile-refused", str(exc)))
+        work.append((pipeline, result.flow, result.notebook, repo))
+    rendered: list[Rendered] = []
+    problems: list[Diagnostic] = []
+    for result, outcome in zip(valid, _render_all(work, jobs), strict=True):
+        if isinstance(outcome, CompileRefused):
+            problems.append(_at(result, ("metadata", "name"), "compile-refused", str(outcome)))
+        else:
+            rendered.append(outcome)
     problems += _shared_objects(project, rendered)
     diagnostics = sorted(project.diagnostics + problems, key=Diagnostic.sort_key)
     return Project(project.results, diagnostics, [] if has_errors(problems) else rendered)
+
+
+_Work = tuple["Pipeline", "Flow", "Notebook", Path]
+# What the forked workers render: set in the parent just before they fork, so they inherit
+# it (and everything the parent imported, kfp first) instead of receiving it pickled.
+_WORK: list[_Work] = []
+
+
+def _render_one(index: int) -> Rendered | CompileRefused:
+    """Render one pipeline; kfp refusing it is a result (a diagnostic), not a failure."""
+    from kfg.render.build import render
+    from kfg.render.kfp_build import CompileRefused
+
+    try:
+        return render(*_WORK[index])
+    except CompileRefused as exc:
+        return exc  # pickled as its class and message
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    """Forking copies only the calling thread: safe in a single-threaded process, on Linux
+    (macOS system libraries may not survive a fork; there, and on Windows, pipelines render
+    one after another)."""
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _render_all(work: list[_Work], jobs: int | None) -> list[Rendered | CompileRefused]:
+    global _WORK
+    workers = min(len(work), jobs if jobs is not None else usable_cpus())
+    _WORK = work
+    try:
+        if workers < 2 or not _can_fork():
+            return [_render_one(index) for index in range(len(work))]
+        # Forked workers start with kfp already imported: a fresh interpreter (spawn) would
+        # spend about a second importing it in each. One pipeline per task balances the
+        # load; map() returns the results in the order of `work`.
+        import multiprocessing  # about 20 ms to import: only when it is used
+
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        try:
+            results = pool.map(_render_one, range(len(work)), chunksize=1)
+        except BaseException:
+            pool.terminate()
+            raise
+        else:
+            pool.close()
+        finally:
+            pool.join()  # the workers' CPU time is then counted as this process's children
+        return results
+    finally:
+        _WORK = []
 
 
 def _at(result: LoadResult, path: tuple[Any, ...], code: str, message: str) -> Diagnostic:

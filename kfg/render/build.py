@@ -24,7 +24,6 @@ at its root include each pipeline's), so the same two paths serve both layouts.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ def _objects(
             "apiVersion": manifest["apiVersion"],
             "kind": kind,
             "metadata": _metadata(manifest["metadata"], pipeline, source, notebook),
-            "spec": sorted_keys(copy.deepcopy(manifest["spec"])),
+            "spec": sorted_keys(manifest["spec"]),  # a copy: every dict and list is new
         }
         if kind == "Pipeline":
             gitops.keep(obj["metadata"], wave=gitops.WAVE_PIPELINE)

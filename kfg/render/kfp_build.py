@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import inspect
 import linecache
-import tempfile
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline, Step
@@ -27,9 +24,9 @@ from kfg.notebook.reader import Notebook
 from kfg.render import snapshots
 from kfg.render.components import Component, build_component
 from kfg.render.kfp_internals import (
-    FAST_LOADER,
+    cheap_task_stacks,
+    documents_of_the_compiler,
     import_kfp_without_its_client,
-    libyaml_in_the_compiler,
     set_kubernetes_config,
 )
 from kfg.render.platform import kubernetes_config
@@ -172,17 +169,16 @@ def _pipeline_function(
     return body
 
 
-def _manifests(graph: Any, path: Path, options: KubernetesManifestOptions) -> list[Any]:
+def _manifests(graph: Any, options: KubernetesManifestOptions) -> list[Any]:
     """Pipeline and PipelineVersion, as kfp's compiler writes them for the Kubernetes store."""
-    with libyaml_in_the_compiler():
+    with documents_of_the_compiler() as documents:
         compiler.Compiler().compile(
             graph,
-            str(path),
+            os.devnull,
             kubernetes_manifest_options=options,
             kubernetes_manifest_format=True,
         )
-    text = path.read_text(encoding="utf-8")
-    return [d for d in yaml.load_all(text, Loader=FAST_LOADER) if d is not None]
+    return [d for d in documents if d is not None]
 
 
 def intermediate_representation(graph: Any) -> list[dict[str, Any]]:
@@ -199,7 +195,7 @@ def build_graph(
 ) -> tuple[Any, tuple[Component, ...]]:
     """The kfp pipeline (a GraphComponent) and the components it is made of."""
     components = tuple(build_component(pipeline, flow, notebook, s) for s in pipeline.steps)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), cheap_task_stacks():
         warnings.simplefilter("ignore")  # kfp's notices about future defaults
         factories = {
             c.step: dsl.component(
@@ -261,6 +257,5 @@ def _compile(
         namespace=pipeline.namespace,
         include_pipeline_manifest=True,
     )
-    with tempfile.TemporaryDirectory(prefix="kfg-render-") as scratch:
-        manifests = _manifests(graph, Path(scratch) / "manifests.yaml", options)
+    manifests = _manifests(graph, options)
     return Compiled(ir=ir, manifests=manifests, version=version, components=components)

@@ -12,9 +12,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
-
-import yaml
 
 
 def import_kfp_without_its_client() -> None:
@@ -38,34 +37,71 @@ def import_kfp_without_its_client() -> None:
             os.environ["_KFP_RUNTIME"] = previous
 
 
-_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _LibyamlForKfp:
+class _KeepForKfp:
     """Stands in for the `yaml` module inside kfp's compiler while it writes manifests.
 
-    kfp serialises with PyYAML's pure-Python emitter, which takes most of a second for a
-    pipeline that embeds its code; libyaml's emitter writes the same documents about ten
-    times faster. Only `dump_all`, the function the compiler calls, is provided.
+    kfp builds the Pipeline and PipelineVersion documents as dicts and hands them to
+    `yaml.dump_all` to write. kfg needs the dicts, not the text: keeping them saves writing
+    the YAML, reading it back and a scratch directory, about a third of a render. Only
+    `dump_all`, the function the compiler calls, is provided; it writes nothing.
     """
 
-    @staticmethod
-    def dump_all(documents: Any, stream: Any = None, **options: Any) -> Any:
-        return yaml.dump_all(documents, stream, Dumper=_FAST_DUMPER, **options)
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+
+    def dump_all(self, documents: Any, stream: Any = None, **options: Any) -> None:
+        self.documents.extend(documents)
 
 
 @contextlib.contextmanager
-def libyaml_in_the_compiler() -> Iterator[None]:
-    """kfp's compiler writes with libyaml while this is active (module attribute swap)."""
+def documents_of_the_compiler() -> Iterator[list[Any]]:
+    """The documents kfp's compiler would write while this is active (a module attribute
+    swap); the file it opens receives nothing."""
     from kfp.compiler import pipeline_spec_builder
 
     original = pipeline_spec_builder.yaml
-    pipeline_spec_builder.yaml = _LibyamlForKfp
+    keep = _KeepForKfp()
+    pipeline_spec_builder.yaml = keep
+    try:
+        yield keep.documents
+    finally:
+        pipeline_spec_builder.yaml = original
+
+
+class _InspectForKfpTasks:
+    """Stands in for the `inspect` module inside kfp.dsl.pipeline_task while kfg builds a
+    pipeline.
+
+    Every resource setter of a task (`set_cpu_request`, `set_env_variable`...) calls
+    `inspect.stack()[1][3]`, the name of the setter, for an error message it may need.
+    `inspect.stack` reads the source file of every frame on the stack to do so: a fifth of
+    a render. This `stack` gives the same frames, files, lines and function names, without
+    the source lines (which kfp does not read).
+    """
+
+    @staticmethod
+    def stack() -> list[tuple[Any, ...]]:
+        frames = []
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            frames.append((frame, code.co_filename, frame.f_lineno, code.co_name, None, None))
+            frame = frame.f_back
+        return frames
+
+
+@contextlib.contextmanager
+def cheap_task_stacks() -> Iterator[None]:
+    """kfp's task setters find their own name without reading source files while this is
+    active (a module attribute swap)."""
+    from kfp.dsl import pipeline_task
+
+    original = pipeline_task.inspect
+    pipeline_task.inspect = _InspectForKfpTasks
     try:
         yield
     finally:
-        pipeline_spec_builder.yaml = original
+        pipeline_task.inspect = original
 
 
 def set_kubernetes_config(task: Any, config: dict[str, Any]) -> None:

@@ -30,18 +30,15 @@ def test_the_runtime_flag_still_skips_kfps_client_and_the_kubernetes_package() -
 
 
 def test_the_compiler_writes_manifests_through_its_module_level_yaml(tmp_path: Path) -> None:
+    # kfp 2.17.0 sdk/python/kfp/compiler/pipeline_spec_builder.py
+    # _write_kubernetes_manifest_to_file: `yaml.dump_all(documents=documents, stream=...)`.
     from kfp import compiler, dsl
     from kfp.compiler import pipeline_spec_builder
+    from kfp.compiler.compiler_utils import KubernetesManifestOptions
 
     import kfg.render.kfp_internals as internals
 
     assert pipeline_spec_builder.yaml.__name__ == "yaml"  # what the swap replaces
-    calls: list[int] = []
-    original = internals._LibyamlForKfp.dump_all
-
-    def spy(documents: object, stream: object = None, **options: object) -> object:
-        calls.append(1)
-        return original(documents, stream, **options)
 
     @dsl.component(base_image="python:3.11")
     def one(x: int) -> int:
@@ -51,14 +48,75 @@ def test_the_compiler_writes_manifests_through_its_module_level_yaml(tmp_path: P
     def pipeline() -> None:
         one(x=1)
 
-    internals._LibyamlForKfp.dump_all = staticmethod(spy)  # type: ignore[method-assign]
-    try:
-        with internals.libyaml_in_the_compiler():
-            compiler.Compiler().compile(pipeline, str(tmp_path / "p.yaml"))
-    finally:
-        internals._LibyamlForKfp.dump_all = staticmethod(original)  # type: ignore[method-assign]
-    assert calls, "kfp's compiler no longer writes through pipeline_spec_builder.yaml"
+    written = tmp_path / "p.yaml"
+    options = KubernetesManifestOptions(pipeline_version_name="v", include_pipeline_manifest=True)
+    with internals.documents_of_the_compiler() as documents:
+        compiler.Compiler().compile(
+            pipeline,
+            str(written),
+            kubernetes_manifest_options=options,
+            kubernetes_manifest_format=True,
+        )
+    assert [d["kind"] for d in documents] == ["Pipeline", "PipelineVersion"], (
+        "kfp's compiler no longer writes through pipeline_spec_builder.yaml"
+    )
+    assert written.read_text() == ""  # kept, not written
     assert pipeline_spec_builder.yaml.__name__ == "yaml"  # restored
+
+
+def test_task_setters_still_name_themselves_through_inspect_stack() -> None:
+    # kfp 2.17.0 sdk/python/kfp/dsl/pipeline_task.py _ensure_container_spec_exists:
+    # `caller_method_name = inspect.stack()[1][3]`, its only use of `inspect`.
+    import inspect
+
+    from kfp import dsl
+    from kfp.dsl import pipeline_task
+
+    import kfg.render.kfp_internals as internals
+
+    assert pipeline_task.inspect is inspect  # what the swap replaces
+
+    @dsl.component(base_image="python:3.11")
+    def one(x: int) -> int:
+        return x
+
+    @dsl.pipeline(name="inner")
+    def inner() -> None:
+        one(x=1)
+
+    messages: list[str] = []
+
+    @dsl.pipeline(name="outer")
+    def outer() -> None:
+        task = inner()  # a pipeline used as a component has no container to configure
+        for cheap in (False, True):
+            try:
+                if cheap:
+                    with internals.cheap_task_stacks():
+                        task.set_cpu_request("1")
+                else:
+                    task.set_cpu_request("1")
+            except ValueError as exc:
+                messages.append(str(exc))
+
+    assert outer is not None
+    assert len(messages) == 2 and messages[0] == messages[1]
+    assert messages[0].startswith("set_cpu_request can only be used on single-step")
+    assert pipeline_task.inspect is inspect  # restored
+
+
+def test_the_cheap_stack_has_inspects_frames_names_and_lines() -> None:
+    import inspect
+
+    import kfg.render.kfp_internals as internals
+
+    def probe() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        cheap, full = internals._InspectForKfpTasks.stack(), inspect.stack()
+        return cheap, full
+
+    cheap, full = probe()
+    assert [f[1:4] for f in cheap[1:]] == [(f.filename, f.lineno, f.function) for f in full[1:]]
+    assert cheap[0][3] == full[0].function == "probe"
 
 
 def test_tasks_still_carry_their_platform_config_as_a_dict() -> None:
