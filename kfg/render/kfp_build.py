@@ -24,9 +24,11 @@ from kfg.notebook.reader import Notebook
 from kfg.render import snapshots
 from kfg.render.components import Component, build_component
 from kfg.render.kfp_internals import (
+    SOURCE_ATTRIBUTE,
     cheap_task_stacks,
     documents_of_the_compiler,
     import_kfp_without_its_client,
+    known_function_sources,
     set_kubernetes_config,
 )
 from kfg.render.platform import kubernetes_config
@@ -80,6 +82,7 @@ def _function(component: Component, pipeline: str) -> Callable[..., None]:
     }
     exec(compile(component.source, filename, "exec", dont_inherit=True), namespace)
     function: Callable[..., None] = namespace[component.function]
+    setattr(function, SOURCE_ATTRIBUTE, component.source)  # known_function_sources
     return function
 
 
@@ -195,7 +198,7 @@ def build_graph(
 ) -> tuple[Any, tuple[Component, ...]]:
     """The kfp pipeline (a GraphComponent) and the components it is made of."""
     components = tuple(build_component(pipeline, flow, notebook, s) for s in pipeline.steps)
-    with warnings.catch_warnings(), cheap_task_stacks():
+    with warnings.catch_warnings(), cheap_task_stacks(), known_function_sources():
         warnings.simplefilter("ignore")  # kfp's notices about future defaults
         factories = {
             c.step: dsl.component(

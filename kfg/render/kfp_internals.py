@@ -104,6 +104,34 @@ def cheap_task_stacks() -> Iterator[None]:
         pipeline_task.inspect = original
 
 
+SOURCE_ATTRIBUTE = "__kfg_source__"
+
+
+@contextlib.contextmanager
+def known_function_sources() -> Iterator[None]:
+    """kfp takes a component function's source from an attribute kfg set, instead of
+    finding it again, while this is active (a module attribute swap).
+
+    kfp's `_get_function_source_definition` calls `inspect.getsource`, which tokenizes the
+    source kfg generated and put in linecache a moment before, only to return the same
+    text (kfg's function has no decorator and no indentation to strip): about a sixth of a
+    render. tests/render/test_kfp_internals.py checks both give the same text.
+    """
+    from kfp.dsl import component_factory
+
+    original = component_factory._get_function_source_definition
+
+    def known(func: Any) -> str:
+        text = getattr(func, SOURCE_ATTRIBUTE, None)
+        return text if isinstance(text, str) else str(original(func))
+
+    component_factory._get_function_source_definition = known
+    try:
+        yield
+    finally:
+        component_factory._get_function_source_definition = original
+
+
 def set_kubernetes_config(task: Any, config: dict[str, Any]) -> None:
     """A task's Kubernetes platform spec, written whole: kfp-kubernetes would build the
     same structure one setting at a time but imports the Kubernetes client to do it."""

@@ -132,3 +132,39 @@ def test_tasks_still_carry_their_platform_config_as_a_dict() -> None:
         assert isinstance(task.platform_config, dict)
 
     assert pipeline is not None
+
+
+def test_kfp_reads_a_component_functions_source_as_kfg_generated_it(tmp_path: Path) -> None:
+    """kfp 2.17.0 kfp/dsl/component_factory.py `_get_function_source_definition`
+    (inspect.getsource, dedent, drop decorators) returns exactly the text kfg generated,
+    which `known_function_sources` hands it without the search; hostile cell text too."""
+    from kfp.dsl import component_factory
+
+    from kfg.core.load import load_pipeline
+    from kfg.render.components import build_component
+    from kfg.render.kfp_build import _function
+    from kfg.render.kfp_internals import known_function_sources
+    from tests.conftest import EXAMPLES
+    from tests.pipelines import make
+
+    odd = make(
+        tmp_path,
+        [
+            ("code", "x = '''\ndef not_a_function():\n'''\nif x:\n\tpass  # a tab"),
+            ("code", "@property\ndef y():\n    return 'é\\\\'\nz = 1"),
+        ],
+        [{"name": "a", "cells": [1]}, {"name": "b", "cells": [2]}],
+    )
+    results = [load_pipeline(EXAMPLES / n / "kale.yaml") for n in ("wine", "digits")] + [odd]
+    checked = 0
+    for result in results:
+        assert result.pipeline and result.flow and result.notebook, result.diagnostics
+        for step in result.pipeline.steps:
+            component = build_component(result.pipeline, result.flow, result.notebook, step)
+            function = _function(component, result.pipeline.name)
+            searched = component_factory._get_function_source_definition(function)
+            with known_function_sources():
+                known = component_factory._get_function_source_definition(function)
+            assert searched == known == component.source
+            checked += 1
+    assert checked == 14
