@@ -39,7 +39,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# The description of a value in kfg 0.1's tar files; values are now files in their own
+# The description of a value in an earlier kfg's tar files; values are now files in their own
 # format, which `load_value` recognises by their first bytes.
 VALUE_META = "kfg-value.json"
 # A metric the step reports, one line on stdout: `kfg:metric {"name": ..., "step": ...,
@@ -409,6 +409,16 @@ def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
     return {"format": fmt, "size": size, "sha256": digest}
 
 
+# Parquet written for speed: plain, uncompressed columns without statistics. A value is
+# read back once, whole, soon after: compressing and dictionary-encoding it (pyarrow's
+# defaults) makes a 1e7-row frame's write 2-3x and its read 5-10x slower (measured with
+# benchmarks/data_passing.py), to save disk space a step's file holds only until the next
+# run replaces it.
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "use_dictionary": False,
+    "write_statistics": False,
+}
 # Formats whose library writes a path itself (and may rewrite it): hashed after writing.
 _WRITTEN_BY_NAME = frozenset({"torch", "keras"})
 _PICKLE_PROTOCOL = 5
@@ -441,9 +451,7 @@ def _save(value: Any, sink: _Hashing, path: str) -> str:
         return "module"
     if root == "pandas" and hasattr(value, "to_pickle"):
         if _parquet_faithful(value):
-            # Uncompressed: a local file is read back at once, and compression costs more
-            # time than the bytes it saves; dictionary encoding still shrinks repeated text.
-            value.to_parquet(sink, engine="pyarrow", compression=None)
+            value.to_parquet(sink, engine="pyarrow", **_PARQUET_OPTIONS)
             return "parquet"
         pickle.dump(value, sink, protocol=_PICKLE_PROTOCOL)
         return "pandas-pickle"
@@ -550,7 +558,7 @@ def load_value(path: str) -> Any:
     The format is told by the file's first bytes. Arrays are memory-mapped copy-on-write:
     a step may change its input in place without touching the producer's file (which the
     cache keeps and other steps read). A tar file (or a directory holding its members) is
-    a value of kfg before 0.2, where every value was wrapped in one.
+    a value of an earlier kfg, which wrapped every value in one.
     """
     if os.path.isdir(path):
         return _load_legacy(path)
@@ -607,7 +615,7 @@ def _load_zip(path: str) -> Any:
 
 
 def _load_legacy(directory: str) -> Any:
-    """A value kfg 0.1 wrote: its members and `kfg-value.json` naming their format."""
+    """A value an earlier kfg wrote: its members and `kfg-value.json` naming their format."""
     with open(os.path.join(directory, VALUE_META), encoding="utf-8") as handle:
         meta = json.load(handle)
     fmt = meta["format"]
