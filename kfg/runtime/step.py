@@ -573,9 +573,7 @@ def load_value(path: str) -> Any:
     if head.startswith(b"\x80"):
         return importlib.import_module("joblib").load(path)
     if head.startswith(b"PAR1"):
-        return importlib.import_module("pandas").read_parquet(
-            path, engine="pyarrow", memory_map=True
-        )
+        return _load_parquet(path)
     if head.startswith(b"\x93NUMPY"):
         return _load_npy(path)
     if head.startswith(b"PK"):
@@ -589,6 +587,14 @@ def load_value(path: str) -> Any:
                     archive.extractall(scratch)
             return _load_legacy(scratch)
     raise StepFailed(f"{path} holds no value kfg wrote (it starts with {head!r})")
+
+
+def _load_parquet(path: str) -> Any:
+    # Memory-mapped, so the file is decoded from the page cache without a read copy. The
+    # columns are then copied into pandas' own blocks: Arrow's zero-copy conversion
+    # (split_blocks) would give read-only columns, and `df.loc[i, "a"] = x` would fail.
+    pandas = importlib.import_module("pandas")
+    return pandas.read_parquet(path, engine="pyarrow", memory_map=True)
 
 
 def _load_npy(path: str) -> Any:
