@@ -532,7 +532,7 @@ def _parquet_column(column: Any) -> bool:
 
 
 def _importable(module: str) -> bool:
-    if module in sys.modules:
+    if sys.modules.get(module) is not None:
         return True
     try:
         importlib.import_module(module)
@@ -593,6 +593,11 @@ def _load_parquet(path: str) -> Any:
     # Memory-mapped, so the file is decoded from the page cache without a read copy. The
     # columns are then copied into pandas' own blocks: Arrow's zero-copy conversion
     # (split_blocks) would give read-only columns, and `df.loc[i, "a"] = x` would fail.
+    if not _importable("pyarrow"):
+        raise ImportError(
+            "the value is a Parquet file, which needs pyarrow: add pyarrow to this step's"
+            " packages, as the step that wrote it has"
+        )
     pandas = importlib.import_module("pandas")
     return pandas.read_parquet(path, engine="pyarrow", memory_map=True)
 

@@ -362,3 +362,22 @@ def test_saving_over_a_directory_value_of_kfg_0_1_replaces_it(tmp_path: Path) ->
     (tmp_path / "v" / "kfg-value.json").write_text("{}")
     save_value("v", [1, 2], str(tmp_path / "v"))
     assert load_value(str(tmp_path / "v")) == [1, 2]
+
+
+@needs_pyarrow
+def test_a_parquet_input_without_pyarrow_says_what_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_value("df", frame(), str(tmp_path / "df"))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as in a pod without it
+    with pytest.raises(StepFailed, match="needs pyarrow: add pyarrow to this step's packages"):
+        run_step(
+            pipeline="p",
+            step="s",
+            prelude=[],
+            cells=[(1, "n = len(df)")],
+            parameters={},
+            inputs={"df": str(tmp_path / "df")},
+            outputs={},
+            metrics={},
+        )
