@@ -28,7 +28,7 @@ REPORT = "report.html"
 LOG = "log.txt"
 # What the step runtime wrote while saving the outputs: {variable: {size, sha256, format}}.
 DIGESTS = "digests.json"
-# 2: values are files in their library's format (kfg 0.1 wrapped each in a tar). The step
+# 2: values are files in their library's format (version 1 wrapped each in a tar). The step
 # runtime's source is part of every key as well, so entries of either never mix.
 KEY_VERSION = 2
 

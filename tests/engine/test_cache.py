@@ -83,8 +83,3 @@ def test_a_damaged_output_is_found_and_set_aside(tmp_path: Path, damage: str) ->
     assert Cache(tmp_path / ".kfg", warn=warnings.append).lookup(KEY) is None
     assert len(warnings) == 1 and "output `array`" in warnings[0]
     assert len(list((tmp_path / ".kfg" / "damaged").iterdir())) == 1
-
-
-def test_the_key_version_keeps_kfg_0_1_entries_apart() -> None:
-    # kfg 0.1 stored tar files and keyed entries with version 1; its entries never match.
-    assert cache_module.KEY_VERSION == 2

@@ -328,11 +328,11 @@ def test_an_empty_array_loads_without_a_mapping(tmp_path: Path) -> None:
     assert loaded.shape == (0, 3)
 
 
-# --- what kfg 0.1 wrote, and what kfg never wrote ----------------------------------------
+# --- what an earlier kfg wrote, and what kfg never wrote ---------------------------------
 
 
-def _tar_of_kfg_0_1(path: Path, meta: dict[str, Any], member: str, payload: bytes) -> None:
-    """A value as kfg 0.1 saved it: an uncompressed tar of the value and kfg-value.json."""
+def _tar_of_an_earlier_kfg(path: Path, meta: dict[str, Any], member: str, payload: bytes) -> None:
+    """A value as kfg saved it before this change: an uncompressed tar of the value and kfg-value.json."""
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
         for name, data in ((member, payload), ("kfg-value.json", json.dumps(meta).encode())):
             info = tarfile.TarInfo(name)
@@ -340,14 +340,14 @@ def _tar_of_kfg_0_1(path: Path, meta: dict[str, Any], member: str, payload: byte
             archive.addfile(info, io.BytesIO(data))
 
 
-def test_values_of_kfg_0_1_still_load(tmp_path: Path) -> None:
+def test_values_of_an_earlier_kfg_still_load(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.arange(4))
     meta = {"format": "npy", "name": "a", "type": "numpy.ndarray", "version": 1}
-    _tar_of_kfg_0_1(tmp_path / "a", meta, "value.npy", buffer.getvalue())
+    _tar_of_an_earlier_kfg(tmp_path / "a", meta, "value.npy", buffer.getvalue())
     assert np.array_equal(load_value(str(tmp_path / "a")), np.arange(4))
     meta = {"format": "cloudpickle", "name": "d", "type": "builtins.dict", "version": 1}
-    _tar_of_kfg_0_1(tmp_path / "d", meta, "value.pkl", pickle.dumps({"k": 1}))
+    _tar_of_an_earlier_kfg(tmp_path / "d", meta, "value.pkl", pickle.dumps({"k": 1}))
     assert load_value(str(tmp_path / "d")) == {"k": 1}
 
 
@@ -357,7 +357,7 @@ def test_a_file_kfg_did_not_write_is_refused_by_name(tmp_path: Path) -> None:
         load_value(str(tmp_path / "v"))
 
 
-def test_saving_over_a_directory_value_of_kfg_0_1_replaces_it(tmp_path: Path) -> None:
+def test_saving_over_a_directory_value_of_an_earlier_kfg_replaces_it(tmp_path: Path) -> None:
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "kfg-value.json").write_text("{}")
     save_value("v", [1, 2], str(tmp_path / "v"))
