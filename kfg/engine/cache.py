@@ -26,7 +26,11 @@ RESULT = "result.json"
 OUTPUTS = "outputs"
 REPORT = "report.html"
 LOG = "log.txt"
-KEY_VERSION = 1
+# What the step runtime wrote while saving the outputs: {variable: {size, sha256, format}}.
+DIGESTS = "digests.json"
+# 2: values are files in their library's format (version 1 wrapped each in a tar). The step
+# runtime's source is part of every key as well, so entries of either never mix.
+KEY_VERSION = 2
 
 
 @functools.cache
@@ -38,6 +42,7 @@ def _runtime_digest() -> str:
 
 
 def file_digest(path: Path) -> str:
+    """The sha256 of a value's file, as the step runtime computes it while writing."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -138,11 +143,16 @@ class Cache:
 
     @staticmethod
     def _damage(path: Path, result: Any) -> str | None:
+        """What is wrong with an entry: sizes first (a stat), then every byte against the
+        digests recorded at commit, once per entry and process."""
         if not isinstance(result, dict) or not isinstance(result.get("digests"), dict):
             return f"its {RESULT} is unreadable"
+        sizes = result.get("sizes")
         for name, digest in sorted(result["digests"].items()):
             output = path / OUTPUTS / name
             try:
+                if isinstance(sizes, dict) and output.stat().st_size != sizes.get(name):
+                    return f"output `{name}` changed on disk"
                 if file_digest(output) != digest:
                     return f"output `{name}` changed on disk"
             except OSError:
@@ -181,9 +191,24 @@ class Cache:
         return work
 
     def commit(self, work: Path, key: str, result: dict[str, Any]) -> Entry:
-        """Record a successful step: digests of its outputs, then one rename into place."""
-        digests = {p.name: file_digest(p) for p in sorted((work / OUTPUTS).iterdir())}
-        result = {**result, "digests": digests}
+        """Record a successful step: digests of its outputs, then one rename into place.
+
+        The digests are those the runtime computed while writing each output (DIGESTS in
+        the workspace); an output it did not report, or whose size differs from what it
+        reported, is hashed here instead.
+        """
+        reported = _reported(work / DIGESTS)
+        digests: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        for output in sorted((work / OUTPUTS).iterdir()):
+            size = output.stat().st_size
+            known = reported.get(output.name)
+            if isinstance(known, dict) and known.get("size") == size and known.get("sha256"):
+                digests[output.name] = str(known["sha256"])
+            else:
+                digests[output.name] = file_digest(output)
+            sizes[output.name] = size
+        result = {**result, "digests": digests, "sizes": sizes}
         (work / RESULT).write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
         target = self.steps / key[:2] / key
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,3 +229,11 @@ class Cache:
 
     def discard(self, work: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _reported(path: Path) -> dict[str, Any]:
+    try:
+        reported = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return reported if isinstance(reported, dict) else {}

@@ -13,12 +13,15 @@ import sys
 import traceback
 from pathlib import Path
 
+from kfg.engine.cache import DIGESTS
 from kfg.runtime.step import StepFailed, run_step
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     result_path = Path(spec.pop("result"))
+    # The runtime hashes each output while writing it; the cache reads the digests here.
+    spec.setdefault("digests", str(result_path.with_name(DIGESTS)))
     try:
         metrics = run_step(**spec)
     except StepFailed as exc:

@@ -1,8 +1,9 @@
 """Run one pipeline step: load inputs, execute notebook cells, save outputs, report metrics.
 
-This module is the whole step runtime, shared by both orchestrators: the Kubeflow
-component of every step embeds its source (so a pod needs nothing from a package index
-beyond what the step declares), and the local engine imports it. It therefore depends on
+This module is the whole step runtime, shared by both orchestrators: every Kubeflow step
+loads this file from the pipeline's runtime ConfigMap (or its component embeds it), so a
+pod needs nothing from a package index beyond what the step declares, and the local
+engine imports it. It therefore depends on
 the standard library only; pandas, numpy, joblib, cloudpickle, matplotlib and the deep
 learning libraries are used when the step's own code brought them in.
 
@@ -18,6 +19,7 @@ import ast
 import base64
 import builtins
 import contextlib
+import hashlib
 import html
 import importlib
 import io
@@ -27,6 +29,7 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -37,8 +40,9 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# The description of a value in an earlier kfg's tar files; values are now files in their own
+# format, which `load_value` recognises by their first bytes.
 VALUE_META = "kfg-value.json"
-FORMAT_VERSION = 1
 # A metric the step reports, one line on stdout: `kfg:metric {"name": ..., "step": ...,
 # "value": ...}`. The trial launcher finds a run's metrics in its pods' logs by this prefix
 # (Kubeflow Pipelines 2.17 serves no API for them), so a cell printing `loss=0.3` or any
@@ -339,86 +343,197 @@ def _root_module(value: Any) -> str:
     return type(value).__module__.split(".")[0]
 
 
-def save_value(name: str, value: Any, path: str) -> str:
-    """Write a variable for another step as one file; returns the format used.
+class _Hashing:
+    """A binary file that hashes what is written through it, so the digest of a value costs
+    no second read: the engine keys downstream steps on it without opening the file."""
 
-    Type-aware formats first (they are smaller, faster and survive library upgrades better
-    than pickles); cloudpickle for everything else, because it also carries functions and
-    classes defined in the notebook, which a plain pickle stores only by reference. The
-    file is an uncompressed tar of the value and a `kfg-value.json` describing it: one
-    object in any artifact store, downloadable through a signed URL, readable with `tar`.
-    """
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".kfg-value-", dir=directory) as scratch:
-        fmt, data = _save(value, scratch)
-        meta = {"format": fmt, "type": _qualified(value), "name": name, "version": FORMAT_VERSION}
-        if data is not None:
-            meta["data"] = data
-        with open(os.path.join(scratch, VALUE_META), "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, sort_keys=True)
-        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
-            for member in sorted(os.listdir(scratch)):
-                archive.add(os.path.join(scratch, member), arcname=member, filter=_plain_member)
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.handle.write(view)
+        self.sha256.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:  # the owner of the real file closes it
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+
+def save_value(name: str, value: Any, path: str) -> str:
+    """Write a variable for another step as one file at `path`; returns the format used."""
+    fmt: str = write_value(name, value, path)["format"]
     return fmt
 
 
-def _plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """No times, owners or modes in the archive: equal values give equal bytes (and hashes)."""
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mode = 0o644 if info.isfile() else 0o755
-    info.pax_headers = {}
-    return info
+def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
+    """Write a value as one file in its library's own format; returns format, size, sha256.
+
+    Type-aware formats first (they are smaller, faster and survive library upgrades better
+    than pickles): Parquet for data frames it stores exactly (pyarrow), .npy for arrays,
+    joblib for scikit-learn, torch and Keras files; cloudpickle for everything else, because
+    it also carries functions and classes defined in the notebook. The file is the value as
+    its library writes it, with no wrapper: `load_value` tells the format from the file's
+    first bytes, a pod's artifact is one object any tool opens, and a reader memory-maps it.
+    The sha256 is computed while writing; the same value gives the same bytes run after run.
+    """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    if os.path.isdir(path):  # a directory value of an earlier run at this path
+        shutil.rmtree(path)
+    with open(path, "wb") as handle:
+        sink = _Hashing(handle)
+        fmt = _save(value, sink, path)
+    if fmt in _WRITTEN_BY_NAME:
+        size, digest = _hash_file(path)
+    else:
+        size, digest = sink.size, sink.sha256.hexdigest()
+    return {"format": fmt, "size": size, "sha256": digest}
 
 
-def _save(value: Any, directory: str) -> tuple[str, Any]:
+# Parquet written for speed: plain, uncompressed columns without statistics. A value is
+# read back once, whole, soon after: compressing and dictionary-encoding it (pyarrow's
+# defaults) makes a 1e7-row frame's write 2-3x and its read 5-10x slower (measured with
+# benchmarks/data_passing.py), to save disk space a step's file holds only until the next
+# run replaces it.
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "use_dictionary": False,
+    "write_statistics": False,
+}
+# Formats whose library writes a path itself (and may rewrite it): hashed after writing.
+_WRITTEN_BY_NAME = frozenset({"torch", "keras"})
+_PICKLE_PROTOCOL = 5
+
+
+def _hash_file(path: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class _Module:
+    """A module travels by name: unpickling imports it (a plain pickle cannot carry one)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return importlib.import_module, (self.name,)
+
+
+def _save(value: Any, sink: _Hashing, path: str) -> str:
     root = _root_module(value)
     if isinstance(value, types.ModuleType):
-        return "module", value.__name__
+        pickle.dump(_Module(value.__name__), sink, protocol=_PICKLE_PROTOCOL)
+        return "module"
     if root == "pandas" and hasattr(value, "to_pickle"):
-        if type(value).__name__ == "DataFrame" and _has_parquet():
-            try:
-                value.to_parquet(os.path.join(directory, "value.parquet"))
-                return "parquet", None
-            except Exception:  # unsupported column types or names: pickle keeps them all
-                pass
-        value.to_pickle(os.path.join(directory, "value.pkl"))
-        return "pandas-pickle", None
+        if _parquet_faithful(value):
+            value.to_parquet(sink, engine="pyarrow", **_PARQUET_OPTIONS)
+            return "parquet"
+        pickle.dump(value, sink, protocol=_PICKLE_PROTOCOL)
+        return "pandas-pickle"
     if root == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object:
-        numpy = sys.modules["numpy"]
-        numpy.save(os.path.join(directory, "value.npy"), value, allow_pickle=False)
-        return "npy", None
+        sys.modules["numpy"].save(sink, value, allow_pickle=False)
+        return "npy"
     if root == "sklearn" and _importable("joblib"):
         import joblib
 
-        joblib.dump(value, os.path.join(directory, "value.joblib"))
-        return "joblib", None
+        joblib.dump(value, sink)
+        return "joblib"
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, (torch.nn.Module, torch.Tensor)):
-        torch.save(value, os.path.join(directory, "value.pt"))
-        return "torch", None
+        sink.handle.close()
+        torch.save(value, path)
+        return "torch"
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(value, keras.Model):
-        value.save(os.path.join(directory, "value.keras"))
-        return "keras", None
-    with open(os.path.join(directory, "value.pkl"), "wb") as handle:
-        if _importable("cloudpickle"):
-            import cloudpickle
+        sink.handle.close()
+        named = path + ".keras"  # Keras insists on the suffix
+        value.save(named)
+        os.replace(named, path)
+        return "keras"
+    if _importable("cloudpickle"):
+        import cloudpickle
 
-            cloudpickle.dump(value, handle)
-            return "cloudpickle", None
-        pickle.dump(value, handle)
-        return "pickle", None
+        cloudpickle.dump(value, sink, protocol=_PICKLE_PROTOCOL)
+        return "cloudpickle"
+    pickle.dump(value, sink, protocol=_PICKLE_PROTOCOL)
+    return "pickle"
 
 
-def _has_parquet() -> bool:
-    return _importable("pyarrow") or _importable("fastparquet")
+# What Parquet gives back exactly (dtype for dtype, value for value), by pandas dtype name:
+# numbers, booleans, tz-naive datetimes, and pandas' text. Anything else goes to a pickle, which
+# keeps it all; so do column names that are not unique strings, MultiIndexes and attrs.
+_PARQUET_DTYPES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+    | {"float32", "float64", "str", "datetime64[ns]", "datetime64[us]"}
+    | {"datetime64[ms]", "datetime64[s]"}
+)
+
+
+def _parquet_faithful(value: Any) -> bool:
+    """Whether a pandas object survives Parquet unchanged; checked, not hoped for."""
+    pandas = sys.modules["pandas"]
+    if type(value) is not pandas.DataFrame or not _importable("pyarrow"):
+        return False
+    if value.attrs or not value.flags.allows_duplicate_labels:
+        return False
+    columns, index = value.columns, value.index
+    if type(columns) is not pandas.Index or columns.name is not None:
+        return False
+    labels = list(columns)
+    if not all(type(label) is str and not label.startswith("__") for label in labels):
+        return False
+    if len(set(labels)) != len(labels) or not _parquet_column(columns):
+        return False
+    if type(index) is pandas.RangeIndex:
+        if index.name is not None and (type(index.name) is not str or index.name in labels):
+            return False
+    elif type(index) is not pandas.Index or index.name is not None or not _parquet_column(index):
+        return False
+    return all(_parquet_column(value.iloc[:, i]) for i in range(len(labels)))
+
+
+def _parquet_column(column: Any) -> bool:
+    """A column (or an index) of a dtype Parquet restores as it was."""
+    pandas = sys.modules["pandas"]
+    dtype = column.dtype
+    if str(dtype) == "str":
+        # pandas' default text, which is what Parquet text comes back as (text in an
+        # object column comes back as `str`, so that goes to a pickle)
+        try:
+            return bool(dtype == pandas.StringDtype(na_value=float("nan")))
+        except TypeError:  # pragma: no cover - pandas before 2.3
+            return False
+    return str(dtype) in _PARQUET_DTYPES
 
 
 def _importable(module: str) -> bool:
-    if module in sys.modules:
+    if sys.modules.get(module) is not None:
         return True
     try:
         importlib.import_module(module)
@@ -427,20 +542,92 @@ def _importable(module: str) -> bool:
     return True
 
 
+class _JoblibStream(Exception):
+    """The pickle holds joblib's array wrappers: only joblib can read what follows them."""
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "joblib.numpy_pickle":
+            raise _JoblibStream
+        return super().find_class(module, name)
+
+
 def load_value(path: str) -> Any:
-    """Read a value `save_value` wrote (a tar file, or a directory holding its members)."""
+    """Read a value `save_value` wrote, without copying it where the format allows.
+
+    The format is told by the file's first bytes. Arrays are memory-mapped copy-on-write:
+    a step may change its input in place without touching the producer's file (which the
+    cache keeps and other steps read). A tar file (or a directory holding its members) is
+    a value of an earlier kfg, which wrapped every value in one.
+    """
     if os.path.isdir(path):
-        return _load(path)
+        return _load_legacy(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head.startswith(b"\x80"):  # a pickle: cloudpickle, pandas, joblib, module
+            handle.seek(0)
+            try:
+                return _Unpickler(handle).load()
+            except _JoblibStream:
+                pass
+    if head.startswith(b"\x80"):
+        return importlib.import_module("joblib").load(path)
+    if head.startswith(b"PAR1"):
+        return _load_parquet(path)
+    if head.startswith(b"\x93NUMPY"):
+        return _load_npy(path)
+    if head.startswith(b"PK"):
+        return _load_zip(path)
+    if tarfile.is_tarfile(path):
+        with tempfile.TemporaryDirectory(prefix="kfg-value-") as scratch:
+            with tarfile.open(path) as archive:
+                if hasattr(tarfile, "data_filter"):  # refuse links and paths outside `scratch`
+                    archive.extractall(scratch, filter="data")
+                else:  # pragma: no cover - Python before 3.11.4
+                    archive.extractall(scratch)
+            return _load_legacy(scratch)
+    raise StepFailed(f"{path} holds no value kfg wrote (it starts with {head!r})")
+
+
+def _load_parquet(path: str) -> Any:
+    # Memory-mapped, so the file is decoded from the page cache without a read copy. The
+    # columns are then copied into pandas' own blocks: Arrow's zero-copy conversion
+    # (split_blocks) would give read-only columns, and `df.loc[i, "a"] = x` would fail.
+    if not _importable("pyarrow"):
+        raise ImportError(
+            "the value is a Parquet file, which needs pyarrow: add pyarrow to this step's"
+            " packages, as the step that wrote it has"
+        )
+    pandas = importlib.import_module("pandas")
+    return pandas.read_parquet(path, engine="pyarrow", memory_map=True)
+
+
+def _load_npy(path: str) -> Any:
+    numpy = importlib.import_module("numpy")
+    try:
+        mapped = numpy.load(path, mmap_mode="c", allow_pickle=False)
+    except (ValueError, OSError):  # nothing to map (an empty array), or no mmap here
+        return numpy.load(path, allow_pickle=False)
+    return numpy.asarray(mapped)  # an ndarray over the private mapping, as the producer had
+
+
+def _load_zip(path: str) -> Any:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        return importlib.import_module("torch").load(path, weights_only=False)
+    keras = importlib.import_module("keras")
     with tempfile.TemporaryDirectory(prefix="kfg-value-") as scratch:
-        with tarfile.open(path) as archive:
-            if hasattr(tarfile, "data_filter"):  # refuse links and paths outside `scratch`
-                archive.extractall(scratch, filter="data")
-            else:  # pragma: no cover - Python before 3.11.4
-                archive.extractall(scratch)
-        return _load(scratch)
+        named = os.path.join(scratch, "value.keras")  # Keras reads by suffix
+        os.symlink(os.path.abspath(path), named)
+        return keras.models.load_model(named)
 
 
-def _load(directory: str) -> Any:
+def _load_legacy(directory: str) -> Any:
+    """A value an earlier kfg wrote: its members and `kfg-value.json` naming their format."""
     with open(os.path.join(directory, VALUE_META), encoding="utf-8") as handle:
         meta = json.load(handle)
     fmt = meta["format"]
@@ -554,12 +741,15 @@ def run_step(
     report: str | None = None,
     log_metric: Callable[[str, float], None] | None = None,
     consumers: dict[str, list[str]] | None = None,
+    digests: str | None = None,
 ) -> dict[str, float]:
     """Run the step; returns its metrics. Raises StepFailed with a notebook-level cause.
 
-    `inputs` and `outputs` map variable names to directories; `metrics` maps metric names
-    to the variables holding them; `consumers` names the steps that read each output, so a
-    value that cannot be saved is reported with both ends of its edge.
+    `inputs` and `outputs` map variable names to files; `metrics` maps metric names to the
+    variables holding them; `consumers` names the steps that read each output, so a value
+    that cannot be saved is reported with both ends of its edge. `digests`, when given, is
+    a JSON file to write each output's size and sha256 to, as computed while writing it:
+    the local engine's cache takes them from there instead of reading the files again.
     """
     os.environ.setdefault("MPLBACKEND", "Agg")
     shown = Outputs()
@@ -599,7 +789,8 @@ def run_step(
         if report is not None:
             _write_report(report, f"{pipeline} / {step}", shown)
 
-    for variable, directory in sorted(outputs.items()):
+    written: dict[str, dict[str, Any]] = {}
+    for variable, target in sorted(outputs.items()):
         if variable not in namespace:
             raise StepFailed(
                 f"step `{step}` should pass `{variable}` to later steps, but its cells did not"
@@ -607,10 +798,13 @@ def run_step(
             )
         value = namespace[variable]
         try:
-            save_value(variable, value, directory)
+            written[variable] = write_value(variable, value, target)
         except Exception as exc:
             readers = (consumers or {}).get(variable, [])
             raise StepFailed(_unsaveable(step, variable, value, readers, exc)) from exc
+    if digests is not None:
+        with open(digests, "w", encoding="utf-8") as handle:
+            json.dump(written, handle, sort_keys=True)
     return _report_metrics(step, metrics, namespace, log_metric)
 
 
