@@ -256,7 +256,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     if listener is None:
         return
     ours = _inode(address)
-    address.with_suffix(".ready").touch()
+    address.with_suffix(".ready").write_text(str(os.getpid()), encoding="utf-8")
     sys.path[:] = path  # the caller's, so the preloaded modules are the ones it would import
     for name in preload:
         with contextlib.suppress(Exception):  # the step reports a broken import itself
