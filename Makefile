@@ -50,8 +50,11 @@ golden: $(STAMP)
 	KFG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/gitops/test_krm.py tests/render/test_schedules.py -k golden
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline_size.py
 	$(BIN)/python benchmarks/validate_speed.py
-	$(BIN)/python benchmarks/render_speed.py
+	$(BIN)/python benchmarks/render_speed.py --serial
+	$(BIN)/python benchmarks/local_engine.py --skip-kfp
+	$(BIN)/python benchmarks/data_passing.py
 
 # Re-resolve every dependency to its newest allowed version and pin the result.
 lock:
