@@ -27,6 +27,7 @@ import json
 import linecache
 import os
 import pickle
+import queue
 import re
 import shlex
 import shutil
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import traceback
 import types
@@ -345,20 +347,48 @@ def _root_module(value: Any) -> str:
 
 class _Hashing:
     """A binary file that hashes what is written through it, so the digest of a value costs
-    no second read: the engine keys downstream steps on it without opening the file."""
+    no second read: the engine keys downstream steps on it without opening the file.
+
+    Large values are hashed on a second thread while the library goes on encoding and
+    writing (hashlib and file writes release the GIL): the sha256 of a 400 MB frame takes
+    about as long as writing it, and would otherwise follow each chunk's write.
+    """
+
+    THREADED = 1 << 20  # from the first chunk this large on, hash on the thread
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.closed = False
+        self._chunks: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         self.handle.write(view)
-        self.sha256.update(view)
+        if self._chunks is None and view.nbytes >= self.THREADED:
+            self._chunks = queue.Queue(maxsize=2)  # bounds the copies waiting to be hashed
+            self._thread = threading.Thread(target=self._hash_chunks, daemon=True)
+            self._thread.start()
+        if self._chunks is not None:
+            self._chunks.put(bytes(view))  # the writer may reuse its buffer once we return
+        else:
+            self.sha256.update(view)
         self.size += view.nbytes
         return view.nbytes
+
+    def _hash_chunks(self) -> None:
+        assert self._chunks is not None
+        while (chunk := self._chunks.get()) is not None:
+            self.sha256.update(chunk)
+
+    def hexdigest(self) -> str:
+        if self._chunks is not None and self._thread is not None:
+            self._chunks.put(None)
+            self._thread.join()
+            self._chunks = None
+        return self.sha256.hexdigest()
 
     def tell(self) -> int:
         return self.size
@@ -402,11 +432,14 @@ def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
         shutil.rmtree(path)
     with open(path, "wb") as handle:
         sink = _Hashing(handle)
-        fmt = _save(value, sink, path)
+        try:
+            fmt = _save(value, sink, path)
+        finally:
+            hashed = sink.hexdigest()  # always ends the hashing thread
     if fmt in _WRITTEN_BY_NAME:
         size, digest = _hash_file(path)
     else:
-        size, digest = sink.size, sink.sha256.hexdigest()
+        size, digest = sink.size, hashed
     return {"format": fmt, "size": size, "sha256": digest}
 
 

@@ -212,8 +212,17 @@ def test_any_array_round_trips_exactly(tmp_path: Path, value: np.ndarray, fortra
 
 @pytest.mark.parametrize(
     "value",
-    [frame(1000), frame(1000).iloc[::2], np.arange(10_000.0), {"k": list(range(100))}],
-    ids=["frame", "filtered-frame", "array", "dict"],
+    [
+        frame(1000),
+        frame(1000).iloc[::2],
+        np.arange(10_000.0),
+        {"k": list(range(100))},
+        # Past _Hashing.THREADED: chunks are hashed on a second thread, in order.
+        frame(300_000),
+        np.arange(1_000_000.0),
+        {"blob": bytes(range(256)) * 20_000, "more": list(range(50_000))},
+    ],
+    ids=["frame", "filtered-frame", "array", "dict", "big-frame", "big-array", "big-dict"],
 )
 def test_the_digest_computed_while_writing_is_the_files_hash(tmp_path: Path, value: Any) -> None:
     written = write_value("v", value, str(tmp_path / "v"))
