@@ -83,7 +83,7 @@ def test_a_200_step_pipeline_is_stored_and_a_45_step_embedded_one_is_refused(
         write(package, folder / "deploy")
         for obj in sorted(kustomize(folder / "deploy"), key=wave):
             if obj["kind"] == "PipelineVersion" and not accepted:
-                with pytest.raises(ApiError, match="request is too large|larger than max"):
+                with pytest.raises(ApiError, match=r"request is too large|larger than max"):
                     api.apply(obj, namespace=namespace)
                 continue
             stored = api.apply(obj, namespace=namespace)
