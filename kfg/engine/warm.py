@@ -258,7 +258,10 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     if listener is None:
         return
     ours = _inode(address)
-    address.with_suffix(".ready").write_text(str(os.getpid()), encoding="utf-8")
+    # The pid beside the socket, whole or not at all (a reader never sees an empty file).
+    partial = address.with_suffix(f".{os.getpid()}")
+    partial.write_text(str(os.getpid()), encoding="utf-8")
+    os.replace(partial, address.with_suffix(".ready"))
     sys.path[:] = path  # the caller's, so the preloaded modules are the ones it would import
     for name in preload:
         with contextlib.suppress(Exception):  # the step reports a broken import itself
@@ -300,6 +303,10 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                 address.unlink()
             with contextlib.suppress(FileNotFoundError):
                 address.with_suffix(".ready").unlink()
+        log = address.with_suffix(".log")
+        with contextlib.suppress(OSError):
+            if log.stat().st_size == 0:  # nothing went wrong: leave no trace
+                log.unlink()
         listener.close()
 
 

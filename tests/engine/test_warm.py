@@ -121,6 +121,7 @@ def test_the_server_leaves_when_idle_when_asked_and_after_its_steps(
     while address.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not address.exists()  # idle: it left and took its socket
+    assert not address.with_suffix(".log").exists()  # and its empty log
     monkeypatch.setenv(warm.IDLE_VARIABLE, "30")
     address = warm.ensure(PRELOAD)
     assert address is not None
