@@ -100,8 +100,7 @@ def kfg_run(directory: Path, rows: int, *, warm_server: bool = False) -> float:
     if not warm_server:
         from kfg.engine import warm
 
-        warm.stop_servers()
-        time.sleep(0.2)
+        warm.stop_servers(wait=10)
     cache = directory / ".kfg-bench"
     shutil.rmtree(cache, ignore_errors=True)
     command = [sys.executable, "-m", "kfg", "run", "kale.yaml", "--no-cache", "--cache-dir"]

@@ -227,8 +227,7 @@ def nothing_warm() -> None:
     kernels and nbclient's do."""
     from kfg.engine import warm
 
-    warm.stop_servers()
-    time.sleep(0.2)  # each leaves within a tick of its socket going
+    warm.stop_servers(wait=10)
 
 
 def kfg_tune(config: Path, trials: int, cache: Path, cwd: Path) -> tuple[float, list[dict]]:

@@ -9,9 +9,7 @@ failed run leaves only complete entries behind and the next run resumes from the
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfg import runtime
+
 RESULT = "result.json"
 OUTPUTS = "outputs"
 REPORT = "report.html"
@@ -31,14 +31,6 @@ DIGESTS = "digests.json"
 # 2: values are files in their library's format (version 1 wrapped each in a tar). The step
 # runtime's source is part of every key as well, so entries of either never mix.
 KEY_VERSION = 2
-
-
-@functools.cache
-def _runtime_digest() -> str:
-    """The step runtime's source, without importing it (the engine only runs it in steps)."""
-    spec = importlib.util.find_spec("kfg.runtime.step")
-    assert spec is not None and spec.origin is not None
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 def file_digest(path: Path) -> str:
@@ -64,7 +56,7 @@ def step_key(
     """The cache key; `inputs` maps each variable to the digest of the value received."""
     material = {
         "version": KEY_VERSION,
-        "runtime": _runtime_digest(),
+        "runtime": runtime.source_digest(),
         "prelude": [source for _, source in prelude],
         "cells": [source for _, source in cells],
         "image": image,

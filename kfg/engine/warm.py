@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kfg import runtime
+
 IDLE_VARIABLE = "KFG_WARM_IDLE"
 DIRECTORY_VARIABLE = "KFG_WARM_DIR"  # where sockets go (default: $TMPDIR/kfg-warm-UID)
 DEFAULT_IDLE = 300.0
@@ -70,11 +72,7 @@ def _origin(name: str) -> list[Any]:
 
 
 def key(preload: list[str], env: dict[str, str]) -> str:
-    kfg_files = [
-        Path(__file__),
-        Path(__file__).parent / "worker.py",
-        Path(__file__).parent.parent / "runtime" / "step.py",
-    ]
+    kfg_files = [Path(__file__), Path(__file__).parent / "worker.py", runtime.SOURCE]
     identity = {
         "python": [sys.executable, sys.version, sys.path],
         "kfg": [[str(p), p.stat().st_mtime_ns] for p in kfg_files],
@@ -301,6 +299,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
         if _inode(address) == ours:  # never another server's socket
             with contextlib.suppress(FileNotFoundError):
                 address.unlink()
+        if _pid_at(address) == os.getpid():  # nor its pid file (stop_servers took the socket)
             with contextlib.suppress(FileNotFoundError):
                 address.with_suffix(".ready").unlink()
         log = address.with_suffix(".log")
@@ -349,18 +348,34 @@ def _reap(children: dict[int, socket.socket]) -> None:
         connection.close()
 
 
-def stop_servers() -> int:
+def _pid_at(address: Path) -> int | None:
+    """The pid the server at `address` wrote beside its socket, if it did."""
+    try:
+        return int(address.with_suffix(".ready").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def stop_servers(wait: float = 0.0) -> int:
     """Ask every warm server of this user to leave (each notices its socket is gone within
-    a tick and exits once its running steps end); how many were asked."""
+    a tick and exits once its running steps end), waiting up to `wait` seconds until they
+    have; how many were asked."""
     folder = socket_directory()
     if folder is None:
         return 0
-    asked = 0
+    asked: list[tuple[Path, int | None]] = []
     for address in folder.glob("*.sock"):
+        pid = _pid_at(address)
         with contextlib.suppress(FileNotFoundError):
             address.unlink()
-            asked += 1
-    return asked
+            asked.append((address, pid))
+    deadline = time.monotonic() + wait
+    for address, pid in asked:
+        # A server takes its pid file away last, on its way out (its parent may not have
+        # reaped it yet, so the pid itself can outlive it).
+        while pid is not None and _pid_at(address) == pid and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return len(asked)
 
 
 if __name__ == "__main__":

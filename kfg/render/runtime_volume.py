@@ -23,30 +23,25 @@ ignores the platform spec, needs); the digest check still applies.
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
-from pathlib import Path
 from typing import Any
 
+from kfg import runtime
 from kfg.kube.names import versioned
 from kfg.render import gitops
 
-RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime" / "step.py"
 MOUNT_PATH = "/kfg/runtime"
 FILE_NAME = "step.py"
 DIRECTORY_VARIABLE = "KFG_RUNTIME_DIR"
 DIGEST_IN_NAME = 8
 
 
-@cache
 def runtime_text() -> str:
     """The runtime exactly as it is on disk (no newline translation: the digest is of it)."""
-    return RUNTIME_PATH.read_bytes().decode("utf-8")
+    return runtime.source_bytes().decode("utf-8")
 
 
-@cache
 def runtime_digest() -> str:
-    return hashlib.sha256(runtime_text().encode("utf-8")).hexdigest()
+    return runtime.source_digest()
 
 
 def config_map_name(pipeline: str) -> str:

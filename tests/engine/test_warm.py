@@ -189,3 +189,23 @@ def test_a_second_run_forks_its_steps_from_the_first_runs_server(
         parents += [line.split()[1] for line in log.splitlines() if line.startswith("parent")]
     (address,) = (servers / "warm").glob("*.sock")
     assert parents == [str(_server_pid(address))] * 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_stop_servers_can_wait_until_they_are_gone_and_leaves_no_pid_file(
+    servers: Path,
+) -> None:
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    pid = _server_pid(address)
+    assert warm.stop_servers(wait=20) == 1
+    assert not address.with_suffix(".ready").exists()
+    # It exited (this test's process started it and has not reaped it: a zombie).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stat_file = Path(f"/proc/{pid}/stat")
+        if not stat_file.exists() or stat_file.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the server is still running")
