@@ -29,6 +29,7 @@ from kfg.config.model import Pipeline
 from kfg.engine.cache import LOG, OUTPUTS, REPORT, Cache, Entry, step_key
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
+from kfg.runtime.step import format_imports
 
 PENDING, RUNNING, CACHED, DONE, FAILED, SKIPPED = (
     "pending",
@@ -364,7 +365,8 @@ _PRELOAD_LOCK = threading.Lock()
 
 
 def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
-    """Modules the prelude imports: every step imports them, so the forkserver does it once."""
+    """Modules the prelude imports, and those its values' formats need: every step imports
+    them, so the forkserver does it once."""
     import ast
 
     from kfg.pysource.source import parse_cell
@@ -379,7 +381,8 @@ def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
                 names += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.append(node.module)
-    return list(dict.fromkeys(names))
+    # then what the runtime imports to pass those libraries' values between steps
+    return list(dict.fromkeys(names + format_imports(names)))
 
 
 def _forkserver(preload: list[str]) -> bool:

@@ -353,3 +353,23 @@ def test_a_step_does_not_run_the_programs_main_script_again(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert _executions(counter) == ["double", "load", "square", "total"]
     assert marker.read_text().split() == ["driver"]  # once, by the driver itself
+
+
+def test_the_forkserver_preloads_the_prelude_then_what_its_values_need(tmp_path: Path) -> None:
+    from kfg.engine.runner import preload_modules
+    from kfg.runtime.step import format_imports
+
+    result = make(
+        tmp_path,
+        [
+            ("code", "import numpy as np\nfrom pandas import DataFrame"),
+            ("code", "table = DataFrame({'a': np.arange(3)})"),
+            ("code", "n = len(table)"),
+        ],
+        [{"name": "make", "cells": [2]}, {"name": "count", "cells": [3]}],
+        prelude=[1],
+    )
+    assert result.ok, messages(result)
+    preload = preload_modules(result.pipeline, result.notebook)
+    prelude = ["kfg.runtime.step", "kfg.engine.worker", "numpy", "pandas"]
+    assert preload == prelude + format_imports(prelude)

@@ -390,3 +390,48 @@ def test_a_parquet_input_without_pyarrow_says_what_to_add(
             outputs={},
             metrics={},
         )
+
+
+_FIRST_USE = """
+import json, sys
+import numpy as np, pandas as pd
+from kfg.runtime.step import format_imports, load_value, write_value
+for name in format_imports({modules!r}):
+    __import__(name)
+before = set(sys.modules)
+table = pd.DataFrame({{"a": np.arange(3.0), "label": ["x", "y", "z"]}})
+for index, value in enumerate([table, np.arange(4), {{"k": [1, 2]}}]):
+    write_value("v", value, f"{{sys.argv[1]}}/{{index}}")
+    load_value(f"{{sys.argv[1]}}/{{index}}")
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+@pytest.mark.parametrize("modules", [["pandas"], ["numpy", "pandas.io"]])
+def test_a_forked_step_imports_nothing_more_to_pass_values(
+    tmp_path: Path, modules: list[str]
+) -> None:
+    # A warm server imports `format_imports(prelude)` once; a step forked from it then
+    # saves and loads frames, arrays and plain objects without importing a module of the
+    # libraries doing it (pyarrow's Parquet layers alone were ~0.15 s per step process).
+    script = _FIRST_USE.format(modules=modules)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    imported = json.loads(done.stdout)
+    libraries = ("pyarrow", "pandas.io", "cloudpickle", "numpy.lib")
+    assert [name for name in imported if name.startswith(libraries)] == []
+
+
+def test_format_imports_follow_the_libraries_a_step_uses() -> None:
+    from kfg.runtime.step import format_imports
+
+    with_pandas = format_imports(["numpy", "pandas"])
+    assert ("pyarrow.parquet" in with_pandas) is HAS_PYARROW
+    assert "cloudpickle" in with_pandas
+    # a prelude without pandas never pays for pyarrow
+    assert not any(name.startswith("pyarrow") for name in format_imports(["numpy", "sklearn"]))
