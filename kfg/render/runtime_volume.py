@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfg import runtime
-from kfg.kube.names import versioned
+from kfg.kube.names import DNS_LABEL_MAX, content_hash, versioned
 from kfg.render import gitops
 
 MOUNT_PATH = "/kfg/runtime"
@@ -49,9 +49,16 @@ def config_map_name(pipeline: str) -> str:
 
     Per pipeline, not shared: two packages (or two Argo CD Applications) owning one object
     would fight over it, and an aggregate package would hold it twice, which kustomize
-    refuses. The driver names the pod volume after it, so it is a DNS-1123 label.
+    refuses. The driver names the pod volume after it, so it is a DNS-1123 label. A name
+    too long for one is shortened, and its digest then covers the whole pipeline name too:
+    `churn-model-with-gradient-boosting-and-calibration-v1` and `...-v2` share the first
+    54 characters, and would otherwise render the same ConfigMap twice.
     """
-    return versioned(f"{pipeline}-runtime", runtime_digest()[:DIGEST_IN_NAME])
+    base = f"{pipeline}-runtime"
+    digest = runtime_digest()
+    if len(base) + 1 + DIGEST_IN_NAME > DNS_LABEL_MAX:
+        digest = content_hash([digest, pipeline])
+    return versioned(base, digest[:DIGEST_IN_NAME])
 
 
 def config_map(pipeline: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:

@@ -163,3 +163,22 @@ def test_component_source_of_a_mounted_step_is_small(tmp_path: Path) -> None:
     assert len(component.source) < 2500, component.source
     compile(component.source, "<component>", "exec")
     assert textwrap.dedent(component.source).count("exec(compile(runtime") == 1
+
+
+def test_long_pipeline_names_that_share_a_prefix_get_their_own_config_maps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A DNS label holds 63 characters: `<pipeline>-runtime-<8>` shortens the pipeline name,
+    # and two names differing only past the cut would otherwise be one ConfigMap.
+    first = "churn-model-with-gradient-boosting-and-calibration-for-europe-v1"[:63]
+    second = first[:-1] + "2"
+    names = [runtime_volume.config_map_name(p) for p in (first, second)]
+    assert names[0] != names[1]
+    assert all(is_dns_label(n) for n in names)
+    assert names[0] == runtime_volume.config_map_name(first)  # stable
+    short = runtime_volume.config_map_name("p")
+    assert short == f"p-runtime-{runtime_volume.runtime_digest()[:8]}"
+    # another runtime is another ConfigMap, for a shortened name as for any other
+    monkeypatch.setattr(runtime_volume, "runtime_digest", lambda: "0" * 64)
+    assert runtime_volume.config_map_name(first) != names[0]
+    assert runtime_volume.config_map_name("p") == "p-runtime-00000000"
