@@ -16,13 +16,18 @@ directory only this user can enter.
 
 The server is single-threaded (a selector over its listening socket and one connection
 per running step, children reaped with WNOHANG), so it never forks while another thread
-holds a lock. Protocol, one JSON line each way: the client sends the step; the server
+holds a lock. It also learns: each step tells it, as it ends, which modules it imported,
+and the server imports those that belong to packages it already holds (the parts of a
+library its first call loads), so later steps find them imported.
+
+Protocol, one JSON line each way: the client sends the step; the server
 answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -34,6 +39,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,7 @@ DEFAULT_IDLE = 300.0
 # Variables a shell changes between commands without changing what a step computes.
 VOLATILE = {"PWD", "OLDPWD", "_", "SHLVL", "COLUMNS", "LINES", "TERM_SESSION_ID"}
 CONNECT_TIMEOUT = 2.0
+REPORT_MAX = 60_000  # bytes of module names a step reports to the server
 TICK = 0.5  # how often an idle server looks whether its socket is still there
 
 
@@ -209,7 +216,7 @@ def _umask() -> int:
 # --- the server ---------------------------------------------------------------------------
 
 
-def _child(request: dict[str, Any]) -> None:
+def _child(request: dict[str, Any], imports: int) -> None:
     """In the forked child: become the caller's step, then run it (never returns)."""
     try:
         os.chdir(request["cwd"])
@@ -219,9 +226,77 @@ def _child(request: dict[str, Any]) -> None:
         sys.path[:] = request["path"]
         from kfg.engine.worker import run_in_child
 
-        run_in_child(request["spec"], request["log"])  # exits the process
+        before = set(sys.modules)
+        # exits the process, after telling the server what the step imported
+        run_in_child(request["spec"], request["log"], lambda: _report(before, imports))
     finally:
         os._exit(1)
+
+
+def _report(before: set[str], descriptor: int) -> None:
+    """The modules the step imported, one name per line, in the order it imported them."""
+    names = "\n".join(name for name in list(sys.modules) if name not in before)
+    payload = names.encode("utf-8", "replace")
+    if len(payload) > REPORT_MAX:  # a pipe holds 64 KiB: the step never waits for the server
+        payload = payload[:REPORT_MAX].rpartition(b"\n")[0]
+    os.set_blocking(descriptor, False)
+    os.write(descriptor, payload)
+
+
+def _learn(names: list[str], refused: set[str]) -> bool:
+    """Import what a step imported from a package this server already holds; False when
+    that started a thread (the server then forks no more: a child of a process with other
+    threads can inherit a lock one of them held).
+
+    A step's first call into a library often imports more of it: scikit-learn's first `fit`
+    on a DataFrame imports narwhals' pandas layer (about 0.13 s), and every step forked
+    from a server without it paid that again. Only submodules of packages the server has
+    already imported are learned, so no package the prelude did not bring in (a module of
+    the project itself, one a single step imports) is ever held here.
+    """
+    threads = threading.active_count()
+    for name in names:
+        if name in sys.modules or name in refused or name.startswith("_"):
+            continue
+        if name.partition(".")[0] not in sys.modules or not _installed(name):
+            refused.add(name)
+            continue
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit):  # a name that is no module, or a broken one
+            refused.add(name)
+    return threading.active_count() == threads
+
+
+def _installed(name: str) -> bool:
+    """Whether `name` is a module of the standard library or an installed package: what
+    changes only with an install, which the server's key notices. A project's own package
+    (on the path from its folder, or installed editable) is edited in place, and a step
+    must see the edit."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    if spec.origin in ("built-in", "frozen"):
+        return True
+    if not spec.has_location or spec.origin is None:
+        return False
+    origin = os.path.realpath(spec.origin)
+    return any(origin.startswith(root + os.sep) for root in _install_roots())
+
+
+@functools.cache
+def _install_roots() -> list[str]:
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    roots = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    with contextlib.suppress(AttributeError):  # virtualenv's old site module lacks them
+        roots += [*site.getsitepackages(), site.getusersitepackages()]
+    return sorted({os.path.realpath(root) for root in roots})
 
 
 def _bind(address: Path) -> socket.socket | None:
@@ -275,7 +350,8 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "listener")
     selector.register(wake_read, selectors.EVENT_READ, "child")
-    children: dict[int, socket.socket] = {}
+    children: dict[int, tuple[socket.socket, int]] = {}
+    refused: set[str] = set()
     accepting = True
     last = time.monotonic()
     try:
@@ -292,7 +368,13 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                 else:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_read, 4096)
-            _reap(children)
+            imported = _reap(children)
+            if imported and accepting and not _learn(imported, refused):
+                accepting = False  # the next run starts a server without that thread
+                selector.unregister(listener)
+                if _inode(address) == ours:
+                    with contextlib.suppress(FileNotFoundError):
+                        address.unlink()
             if children:
                 last = time.monotonic()
     finally:
@@ -309,7 +391,11 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
         listener.close()
 
 
-def _fork(connection: socket.socket, listener: socket.socket, children: dict[int, Any]) -> None:
+def _fork(
+    connection: socket.socket,
+    listener: socket.socket,
+    children: dict[int, tuple[socket.socket, int]],
+) -> None:
     connection.settimeout(CONNECT_TIMEOUT)
     try:
         reader = connection.makefile("rb")
@@ -321,19 +407,30 @@ def _fork(connection: socket.socket, listener: socket.socket, children: dict[int
     if not isinstance(request, dict) or "spec" not in request:
         connection.close()
         return
-    pid = os.fork()
+    imports_read, imports_write = os.pipe()  # what the step imported, told at its end
+    try:
+        pid = os.fork()
+    except OSError:
+        for descriptor in (imports_read, imports_write):
+            os.close(descriptor)
+        connection.close()
+        return
     if pid == 0:
         signal.set_wakeup_fd(-1)  # the server's pipe and handler are not the step's
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         listener.close()
         connection.close()
-        _child(request)
+        os.close(imports_read)
+        _child(request, imports_write)
+    os.close(imports_write)
     with contextlib.suppress(OSError):
         connection.sendall(json.dumps({"pid": pid}).encode("utf-8") + b"\n")
-    children[pid] = connection
+    children[pid] = (connection, imports_read)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
+def _reap(children: dict[int, tuple[socket.socket, int]]) -> list[str]:
+    """Tell the callers of ended steps how they ended; the modules those steps imported."""
+    imported: list[str] = []
     for pid in list(children):
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -342,10 +439,19 @@ def _reap(children: dict[int, socket.socket]) -> None:
         if done == 0:
             continue
         code = os.waitstatus_to_exitcode(status)
-        connection = children.pop(pid)
+        connection, imports = children.pop(pid)
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps({"exit": abs(code)}).encode("utf-8") + b"\n")
         connection.close()
+        try:
+            os.set_blocking(imports, False)
+            names = os.read(imports, REPORT_MAX + 1).decode("utf-8", "replace")
+        except OSError:  # the step ended before reporting (killed, or it failed early)
+            names = ""
+        finally:
+            os.close(imports)
+        imported += [name for name in names.split("\n") if name]
+    return imported
 
 
 def _pid_at(address: Path) -> int | None:

@@ -7,10 +7,12 @@ Exit status 0 on success, 1 with a one-line cause on stderr when the step failed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from kfg.engine.cache import DIGESTS
@@ -35,11 +37,12 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv))
 
 
-def run_in_child(spec: str, log: str) -> None:
+def run_in_child(spec: str, log: str, before_exit: Callable[[], None] | None = None) -> None:
     """Entry point of a step forked from the engine's warm forkserver.
 
     The child leaves the terminal's process group (Ctrl-C reaches only kfg, which then
-    stops its steps) and writes everything it prints to the step's log.
+    stops its steps) and writes everything it prints to the step's log. `before_exit` runs
+    last, after the step's result is written, whatever happened.
     """
     os.setsid()
     descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -53,4 +56,7 @@ def run_in_child(spec: str, log: str) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        if before_exit is not None:
+            with contextlib.suppress(Exception):
+                before_exit()
         os._exit(code)

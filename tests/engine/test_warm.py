@@ -209,3 +209,65 @@ def test_stop_servers_can_wait_until_they_are_gone_and_leaves_no_pid_file(
         time.sleep(0.01)
     else:
         raise AssertionError("the server is still running")
+
+
+def _run_step(address: Path, tmp_path: Path, name: str, code: str) -> str:
+    spec, log = _step_spec(tmp_path, name, code)
+    step = warm.start_step(address, spec, log)
+    assert step is not None and step.wait() == 0, log.read_text()
+    return log.read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_the_server_learns_what_steps_import_from_the_packages_it_holds(
+    servers: Path, tmp_path: Path
+) -> None:
+    # A library's first call imports more of it (scikit-learn's first fit on a DataFrame
+    # imports narwhals' pandas layer): once one step has, later steps find it imported.
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    check = "import sys\nprint('held', 'json.tool' in sys.modules, 'mine' in sys.modules)"
+    assert "held False False" in _run_step(address, tmp_path, "before", check)
+    project = tmp_path / "project"
+    (project / "mine").mkdir(parents=True)
+    (project / "mine" / "__init__.py").write_text("")
+    (project / "mine" / "part.py").write_text("VALUE = 1\n")
+    code = f"import sys\nsys.path.insert(0, {str(project)!r})\nimport json.tool\nimport mine.part"
+    _run_step(address, tmp_path, "imports", code)
+    # json.tool belongs to json, which the server holds; the project's own package does not
+    # (an edit to it must reach the next step), so the server never imports it.
+    assert "held True False" in _run_step(address, tmp_path, "after", check)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_learned_import_that_starts_a_thread_retires_the_server(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process with a second thread must not fork (the child may inherit a lock that
+    # thread held): the server stops taking steps and the next run starts a fresh one.
+    # an installed package (only those are learned): in the user's site-packages
+    base = tmp_path / "userbase"
+    monkeypatch.setenv("PYTHONUSERBASE", str(base))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = base / "lib" / version / "site-packages"
+    (site / "spinner").mkdir(parents=True)
+    (site / "spinner" / "__init__.py").write_text("")
+    (site / "spinner" / "background.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    preload = [*PRELOAD, "spinner"]
+    address = warm.ensure(preload)
+    assert address is not None
+    first = _server_pid(address)
+    _run_step(address, tmp_path, "spins", "import spinner.background")
+    deadline = time.monotonic() + 10
+    while address.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not address.exists()  # it took no step after learning
+    again = warm.ensure(preload)
+    assert again == address
+    assert _server_pid(address) != first
+    log = _run_step(address, tmp_path, "fresh", "import threading\nprint(threading.active_count())")
+    assert log.split()[-1] == "1"
