@@ -26,6 +26,7 @@ answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
@@ -228,15 +229,35 @@ def _child(request: dict[str, Any], imports: int) -> None:
 
         before = set(sys.modules)
         # exits the process, after telling the server what the step imported
-        run_in_child(request["spec"], request["log"], lambda: _report(before, imports))
+        run_in_child(
+            request["spec"], request["log"], lambda: _report(request["spec"], before, imports)
+        )
     finally:
         os._exit(1)
 
 
-def _report(before: set[str], descriptor: int) -> None:
-    """The modules the step imported, one name per line, in the order it imported them."""
-    names = "\n".join(name for name in list(sys.modules) if name not in before)
-    payload = names.encode("utf-8", "replace")
+def _report(spec: str, before: set[str], descriptor: int) -> None:
+    """The modules the step's libraries imported, one name per line, in the order they did.
+
+    Never one its cells import themselves: such an import may change other modules
+    (`import sklearn.experimental.enable_iterative_imputer` adds a class to
+    `sklearn.impute`), and a step that relied on another step's import would then pass
+    here and fail in its pod.
+    """
+    from kfg.pysource.imports import named_modules
+    from kfg.pysource.source import parse_cell
+
+    named: set[str] = set()
+    try:
+        job = json.loads(Path(spec).read_text(encoding="utf-8"))
+        for _, source in [*job["prelude"], *job["cells"]]:
+            tree = parse_cell(source)
+            if isinstance(tree, ast.Module):
+                named |= named_modules(tree)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # what the cells import is unknown: teach nothing
+    fresh = [name for name in list(sys.modules) if name not in before and name not in named]
+    payload = "\n".join(fresh).encode("utf-8", "replace")
     if len(payload) > REPORT_MAX:  # a pipe holds 64 KiB: the step never waits for the server
         payload = payload[:REPORT_MAX].rpartition(b"\n")[0]
     os.set_blocking(descriptor, False)

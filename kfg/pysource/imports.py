@@ -130,3 +130,21 @@ def installed_version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def named_modules(tree: ast.AST) -> set[str]:
+    """Every module an import statement in `tree` names, with the packages above it (and,
+    for `from a import b`, `a.b`, which may be a module): what the code imports itself, as
+    opposed to what the libraries it calls import for themselves."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            full = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            full = [node.module] + [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]
+        else:
+            continue
+        for name in full:
+            parts = name.split(".")
+            names.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return names

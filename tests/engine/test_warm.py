@@ -224,19 +224,30 @@ def test_the_server_learns_what_steps_import_from_the_packages_it_holds(
 ) -> None:
     # A library's first call imports more of it (scikit-learn's first fit on a DataFrame
     # imports narwhals' pandas layer): once one step has, later steps find it imported.
-    address = warm.ensure(PRELOAD)
+    address = warm.ensure([*PRELOAD, "email"])
     assert address is not None
-    check = "import sys\nprint('held', 'json.tool' in sys.modules, 'mine' in sys.modules)"
-    assert "held False False" in _run_step(address, tmp_path, "before", check)
+    check = (
+        "import sys\n"
+        "print('held', *(m in sys.modules for m in ('email.parser', 'json.tool', 'mine')))"
+    )
+    assert "held False False False" in _run_step(address, tmp_path, "before", check)
     project = tmp_path / "project"
     (project / "mine").mkdir(parents=True)
     (project / "mine" / "__init__.py").write_text("")
     (project / "mine" / "part.py").write_text("VALUE = 1\n")
-    code = f"import sys\nsys.path.insert(0, {str(project)!r})\nimport json.tool\nimport mine.part"
+    code = (
+        "import email, sys\n"
+        "email.message_from_string('Subject: hi')  # imports email.parser for itself\n"
+        f"sys.path.insert(0, {str(project)!r})\n"
+        "import mine.part\n"
+        "import json.tool\n"
+    )
     _run_step(address, tmp_path, "imports", code)
-    # json.tool belongs to json, which the server holds; the project's own package does not
-    # (an edit to it must reach the next step), so the server never imports it.
-    assert "held True False" in _run_step(address, tmp_path, "after", check)
+    # email.parser is what the library imported for itself, from a package the server
+    # holds: learned. The project's own package never is (an edit to it must reach the
+    # next step), nor what a cell imports itself (it may change other modules, as
+    # sklearn.experimental's enablers do, and each step must do it as its pod will).
+    assert "held True False False" in _run_step(address, tmp_path, "after", check)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
@@ -251,7 +262,7 @@ def test_a_learned_import_that_starts_a_thread_retires_the_server(
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     site = base / "lib" / version / "site-packages"
     (site / "spinner").mkdir(parents=True)
-    (site / "spinner" / "__init__.py").write_text("")
+    (site / "spinner" / "__init__.py").write_text("def start():\n    import spinner.background\n")
     (site / "spinner" / "background.py").write_text(
         "import threading, time\n"
         "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
@@ -261,7 +272,7 @@ def test_a_learned_import_that_starts_a_thread_retires_the_server(
     address = warm.ensure(preload)
     assert address is not None
     first = _server_pid(address)
-    _run_step(address, tmp_path, "spins", "import spinner.background")
+    _run_step(address, tmp_path, "spins", "import spinner\nspinner.start()")
     deadline = time.monotonic() + 10
     while address.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from kfg.pysource.imports import Import, distributions, imports, is_stdlib, provided
+from kfg.pysource.imports import Import, distributions, imports, is_stdlib, named_modules, provided
 
 
 def test_top_level_modules_with_lines_skipping_relative_and_tolerated_imports() -> None:
@@ -57,3 +57,27 @@ def test_validating_the_examples_never_maps_every_installed_distribution(
     monkeypatch.setattr(metadata, "packages_distributions", refuse)
     for name in ("wine", "digits"):
         assert load_pipeline(EXAMPLES / name / "kale.yaml").ok
+
+
+def test_named_modules_are_what_the_code_imports_itself_with_the_packages_above() -> None:
+    tree = ast.parse(
+        "import sklearn.experimental.enable_iterative_imputer\n"
+        "from pandas.io import parquet, formats as f\n"
+        "from os.path import *\n"
+        "from . import sibling\n"
+        "def later():\n"
+        "    import json.tool\n"
+    )
+    assert named_modules(tree) == {
+        "sklearn",
+        "sklearn.experimental",
+        "sklearn.experimental.enable_iterative_imputer",
+        "pandas",
+        "pandas.io",
+        "pandas.io.parquet",
+        "pandas.io.formats",
+        "os",
+        "os.path",
+        "json",
+        "json.tool",
+    }
