@@ -16,9 +16,11 @@ directory only this user can enter.
 
 The server is single-threaded (a selector over its listening socket and one connection
 per running step, children reaped with WNOHANG), so it never forks while another thread
-holds a lock. It also learns: each step tells it, as it ends, which modules it imported,
-and the server imports those that belong to packages it already holds (the parts of a
-library its first call loads), so later steps find them imported.
+holds a lock. It also learns: each step tells it, as it ends, which modules its libraries
+imported for themselves (the parts of a library its first call loads), and the server
+imports those that belong to installed packages it already holds, so later steps find them
+imported. It keeps their names beside its socket (`KEY.learned`), and the next server of
+its key imports them as it starts.
 
 Protocol, one JSON line each way: the client sends the step; the server
 answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends.
@@ -54,6 +56,7 @@ DEFAULT_IDLE = 300.0
 VOLATILE = {"PWD", "OLDPWD", "_", "SHLVL", "COLUMNS", "LINES", "TERM_SESSION_ID"}
 CONNECT_TIMEOUT = 2.0
 REPORT_MAX = 60_000  # bytes of module names a step reports to the server
+LEARNED_MAX = 5_000  # module names a server keeps for the next one of its key
 TICK = 0.5  # how often an idle server looks whether its socket is still there
 
 
@@ -264,10 +267,10 @@ def _report(spec: str, before: set[str], descriptor: int) -> None:
     os.write(descriptor, payload)
 
 
-def _learn(names: list[str], refused: set[str]) -> bool:
-    """Import what a step imported from a package this server already holds; False when
-    that started a thread (the server then forks no more: a child of a process with other
-    threads can inherit a lock one of them held).
+def _learn(names: list[str], refused: set[str]) -> tuple[list[str], bool]:
+    """Import what a step imported from a package this server already holds: the names
+    imported, and False when that started a thread (the server then forks no more: a child
+    of a process with other threads can inherit a lock one of them held).
 
     A step's first call into a library often imports more of it: scikit-learn's first `fit`
     on a DataFrame imports narwhals' pandas layer (about 0.13 s), and every step forked
@@ -276,6 +279,7 @@ def _learn(names: list[str], refused: set[str]) -> bool:
     the project itself, one a single step imports) is ever held here.
     """
     threads = threading.active_count()
+    imported: list[str] = []
     for name in names:
         if name in sys.modules or name in refused or name.startswith("_"):
             continue
@@ -286,7 +290,27 @@ def _learn(names: list[str], refused: set[str]) -> bool:
             importlib.import_module(name)
         except (Exception, SystemExit):  # a name that is no module, or a broken one
             refused.add(name)
-    return threading.active_count() == threads
+        else:
+            imported.append(name)
+    return imported, threading.active_count() == threads
+
+
+def _recalled(path: Path) -> list[str]:
+    """What earlier servers for this key learned (see `_remember`)."""
+    try:
+        return path.read_text(encoding="utf-8").split()[:LEARNED_MAX]
+    except (OSError, ValueError):
+        return []
+
+
+def _remember(path: Path, names: list[str]) -> None:
+    """Keep what this server learned beside its socket, for the next server of its key: it
+    imports those modules as it starts (the same cost as in one step, paid once), so a
+    run after an idle server left does not pay for them in each of its first steps."""
+    partial = path.with_suffix(f".{os.getpid()}.learning")
+    with contextlib.suppress(OSError):
+        partial.write_text("\n".join(names[:LEARNED_MAX]) + "\n", encoding="utf-8")
+        os.replace(partial, path)
 
 
 def _installed(name: str) -> bool:
@@ -373,9 +397,14 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     selector.register(wake_read, selectors.EVENT_READ, "child")
     children: dict[int, tuple[socket.socket, int]] = {}
     refused: set[str] = set()
-    accepting = True
+    memory = address.with_suffix(".learned")
+    learned, accepting = _learn(_recalled(memory), refused)
     last = time.monotonic()
     try:
+        if not accepting:  # what an earlier server learned starts a thread now
+            _retire(address, ours, selector, listener)
+            with contextlib.suppress(FileNotFoundError):
+                memory.unlink()  # so the next server starts without it
         while True:
             if accepting and _inode(address) != ours:  # removed (stop_servers) or replaced
                 accepting = False
@@ -390,12 +419,13 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_read, 4096)
             imported = _reap(children)
-            if imported and accepting and not _learn(imported, refused):
-                accepting = False  # the next run starts a server without that thread
-                selector.unregister(listener)
-                if _inode(address) == ours:
-                    with contextlib.suppress(FileNotFoundError):
-                        address.unlink()
+            if imported and accepting:
+                fresh, accepting = _learn(imported, refused)
+                if not accepting:  # the next run starts a server without that thread
+                    _retire(address, ours, selector, listener)
+                elif fresh:
+                    learned += fresh
+                    _remember(memory, learned)
             if children:
                 last = time.monotonic()
     finally:
@@ -410,6 +440,16 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
             if log.stat().st_size == 0:  # nothing went wrong: leave no trace
                 log.unlink()
         listener.close()
+
+
+def _retire(
+    address: Path, ours: int | None, selector: selectors.BaseSelector, listener: socket.socket
+) -> None:
+    """Take no more steps; a new server answers at `address` once the socket is gone."""
+    selector.unregister(listener)
+    if _inode(address) == ours:
+        with contextlib.suppress(FileNotFoundError):
+            address.unlink()
 
 
 def _fork(

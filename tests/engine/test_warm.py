@@ -282,3 +282,55 @@ def test_a_learned_import_that_starts_a_thread_retires_the_server(
     assert _server_pid(address) != first
     log = _run_step(address, tmp_path, "fresh", "import threading\nprint(threading.active_count())")
     assert log.split()[-1] == "1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_the_next_server_of_a_key_starts_with_what_the_last_one_learned(
+    servers: Path, tmp_path: Path
+) -> None:
+    preload = [*PRELOAD, "email"]
+    address = warm.ensure(preload)
+    assert address is not None
+    _run_step(address, tmp_path, "parses", "import email\nemail.message_from_string('a: b')")
+    _run_step(address, tmp_path, "next", "pass")  # forked once the server has learned
+    assert "email.parser" in address.with_suffix(".learned").read_text().split()
+    first = _server_pid(address)
+    warm.stop_servers(wait=10)
+    # A server that left (idle) does not take what it learned along: the next one of the
+    # same key imports it as it starts, once, instead of in each of its first steps.
+    assert warm.ensure(preload) == address
+    assert _server_pid(address) != first
+    check = "import sys\nprint('held', 'email.parser' in sys.modules)"
+    assert "held True" in _run_step(address, tmp_path, "check", check)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_recalled_module_that_starts_a_thread_is_forgotten(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "userbase"
+    monkeypatch.setenv("PYTHONUSERBASE", str(base))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = base / "lib" / version / "site-packages"
+    (site / "spinner").mkdir(parents=True)
+    (site / "spinner" / "__init__.py").write_text("")
+    (site / "spinner" / "background.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    preload = [*PRELOAD, "spinner"]
+    folder = servers / "warm"
+    folder.mkdir(mode=0o700)
+    memory = folder / f"{warm.key(preload, dict(os.environ))}.learned"
+    memory.write_text("spinner.background\n")  # say, spinner 2 started a thread there
+    address = warm.ensure(preload)
+    assert address is not None
+    deadline = time.monotonic() + 10
+    while (address.exists() or memory.exists()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not address.exists() and not memory.exists()  # it served nothing and forgot
+    address = warm.ensure(preload)
+    assert address is not None
+    log = _run_step(address, tmp_path, "fresh", "import threading\nprint(threading.active_count())")
+    assert log.split()[-1] == "1"
