@@ -273,8 +273,8 @@ def _learn(names: list[str], refused: set[str]) -> tuple[list[str], bool]:
     of a process with other threads can inherit a lock one of them held).
 
     A step's first call into a library often imports more of it: scikit-learn's first `fit`
-    on a DataFrame imports narwhals' pandas layer (about 0.13 s), and every step forked
-    from a server without it paid that again. Only submodules of packages the server has
+    on a DataFrame imports narwhals' pandas layer (20 modules, 20-30 ms here), and every
+    step forked from a server without it paid that again. Only submodules of packages the server has
     already imported are learned, so no package the prelude did not bring in (a module of
     the project itself, one a single step imports) is ever held here.
     """
