@@ -179,16 +179,9 @@ def micro(directory: Path, rows: int, repeats: int) -> None:
 
     from kfg.runtime.step import load_value, save_value
 
-    rng = np.random.default_rng(0)
-    vocabulary = np.array([f"item-{i:04d}" for i in range(1000)])
-    frame = pd.DataFrame(
-        {
-            "a": rng.random(rows),
-            "b": rng.integers(0, 1000, rows),
-            "c": rng.normal(size=rows),
-            "label": vocabulary[rng.integers(0, 1000, rows)],
-        }
-    )
+    scope: dict[str, Any] = {"rows": rows}
+    exec(f"{IMPORTS}\n{GENERATE}", scope)  # the pipeline's own frame
+    frame, rng = scope["frame"], scope["rng"]
     array = rng.random((rows, 4))
     plain = {"names": [f"n{i}" for i in range(rows // 10)], "values": list(range(rows // 10))}
 

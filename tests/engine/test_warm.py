@@ -250,13 +250,10 @@ def test_the_server_learns_what_steps_import_from_the_packages_it_holds(
     assert "held True False False" in _run_step(address, tmp_path, "after", check)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
-def test_a_learned_import_that_starts_a_thread_retires_the_server(
-    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A process with a second thread must not fork (the child may inherit a lock that
-    # thread held): the server stops taking steps and the next run starts a fresh one.
-    # an installed package (only those are learned): in the user's site-packages
+def _install_spinner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """An installed package (only those are learned), in the user's site-packages, whose
+    submodule `spinner.background` starts a thread: `spinner.start()` imports it as a
+    library's first call would. The preload list of a server holding `spinner`."""
     base = tmp_path / "userbase"
     monkeypatch.setenv("PYTHONUSERBASE", str(base))
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -268,14 +265,27 @@ def test_a_learned_import_that_starts_a_thread_retires_the_server(
         "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
     )
     monkeypatch.syspath_prepend(str(site))
-    preload = [*PRELOAD, "spinner"]
+    return [*PRELOAD, "spinner"]
+
+
+def _until_gone(*paths: Path) -> None:
+    deadline = time.monotonic() + 10
+    while any(p.exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_learned_import_that_starts_a_thread_retires_the_server(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process with a second thread must not fork (the child may inherit a lock that
+    # thread held): the server stops taking steps and the next run starts a fresh one.
+    preload = _install_spinner(tmp_path, monkeypatch)
     address = warm.ensure(preload)
     assert address is not None
     first = _server_pid(address)
     _run_step(address, tmp_path, "spins", "import spinner\nspinner.start()")
-    deadline = time.monotonic() + 10
-    while address.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until_gone(address)
     assert not address.exists()  # it took no step after learning
     again = warm.ensure(preload)
     assert again == address
@@ -308,27 +318,14 @@ def test_the_next_server_of_a_key_starts_with_what_the_last_one_learned(
 def test_a_recalled_module_that_starts_a_thread_is_forgotten(
     servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = tmp_path / "userbase"
-    monkeypatch.setenv("PYTHONUSERBASE", str(base))
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site = base / "lib" / version / "site-packages"
-    (site / "spinner").mkdir(parents=True)
-    (site / "spinner" / "__init__.py").write_text("")
-    (site / "spinner" / "background.py").write_text(
-        "import threading, time\n"
-        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
-    preload = [*PRELOAD, "spinner"]
+    preload = _install_spinner(tmp_path, monkeypatch)
     folder = servers / "warm"
     folder.mkdir(mode=0o700)
     memory = folder / f"{warm.key(preload, dict(os.environ))}.learned"
     memory.write_text("spinner.background\n")  # say, spinner 2 started a thread there
     address = warm.ensure(preload)
     assert address is not None
-    deadline = time.monotonic() + 10
-    while (address.exists() or memory.exists()) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until_gone(address, memory)
     assert not address.exists() and not memory.exists()  # it served nothing and forgot
     address = warm.ensure(preload)
     assert address is not None
