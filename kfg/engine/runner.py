@@ -271,7 +271,7 @@ class Engine:
             # The forkserver imports the prelude (pandas, scikit-learn: seconds) while the
             # engine looks up the steps before the first one that runs; a run whose steps
             # are all cached never starts it.
-            warm_up(self.preload)
+            warm_up(self.preload, self.pipeline.source)
         names = [s.name for s in self.pipeline.steps]
         if self.only is not None:
             wanted = {self.only} | self._upstream(self.only)
@@ -420,15 +420,20 @@ def _warm_server(preload: list[str]) -> Path | None:
         return _WARM[wanted]
 
 
-def warm_up(preload: list[str]) -> None:
+def warm_up(preload: list[str], config: Path | None = None) -> None:
     """Start the server that imports `preload` (a warm server kept between runs, or this
     run's forkserver) without waiting for it.
 
     The first step forks from it when it is ready; until then kfg goes on with its own work
     (cache lookups, the steps before the first miss), so the prelude's imports overlap it
-    instead of following it.
+    instead of following it. The next run of `config` starts that warm server even before
+    it has read the pipeline (kfg.engine.warm.prestart).
     """
     if _warm_server(preload) is not None:
+        if config is not None:
+            from kfg.engine import warm
+
+            warm.remember_preload(config, preload)
         WARM_UPS.append(list(preload))
         return
     if not _forkserver(preload):

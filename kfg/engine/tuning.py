@@ -373,7 +373,7 @@ def tune(
     # Trials will run steps (almost always: a study that is already finished is the
     # exception, and pays only a background import). The forkserver imports the prelude
     # while Optuna is imported and the study is read.
-    warm_up(preload_modules(pipeline, notebook))
+    warm_up(preload_modules(pipeline, notebook), pipeline.source)
     import optuna
 
     types = {p.name: p.type_name for p in pipeline.parameters}

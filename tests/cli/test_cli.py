@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kfg.cli import app
+from kfg.cli.app import app
 from tests.conftest import EXAMPLES, REPO
 from tests.notebooks import KALE_METADATA, KALE_TITANIC, write_notebook
 
@@ -40,7 +40,7 @@ def test_validate_examples() -> None:
 
 def test_validate_does_not_import_kfp_or_nbformat() -> None:
     code = (
-        "import sys; from kfg.cli import app\n"
+        "import sys; from kfg.cli.app import app\n"
         "try:\n    app(['validate', 'examples'])\nexcept SystemExit as e:\n    assert e.code in (0, None)\n"
         # the step runtime (about 40 ms) only for cells with IPython syntax: none here
         "bad = [m for m in ('kfp', 'nbformat', 'kubernetes', 'kfg.runtime.step') if m in sys.modules]\n"

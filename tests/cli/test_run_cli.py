@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from kfg.cli import app
+from kfg.cli.app import app
 from tests.conftest import EXAMPLES
 
 

@@ -727,7 +727,7 @@ def test_an_unreachable_cluster_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_doctor_does_not_import_kfp(cluster: FakeCluster, tmp_path: Path) -> None:
     kubeconfig = str(kubeconfig_for(cluster, tmp_path))
     code = (
-        "import sys; from kfg.cli import app\n"
+        "import sys; from kfg.cli.app import app\n"
         f"try:\n    app(['doctor', 'examples/digits', '--kubeconfig', {kubeconfig!r}])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "assert 'kfp' not in sys.modules"

@@ -241,7 +241,7 @@ def test_summary_takes_each_metric_by_its_strategy() -> None:
 def test_an_unloadable_kubeconfig_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from kfg.cli import app
+    from kfg.cli.app import app
 
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -152,7 +152,7 @@ def test_a_bug_in_a_worker_is_raised_here(tmp_path: Path, monkeypatch: pytest.Mo
 def test_the_cli_renders_with_workers_the_same_files(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from kfg.cli import app
+    from kfg.cli.app import app
 
     repo = _repository(tmp_path, copies=1)
     runner = CliRunner()

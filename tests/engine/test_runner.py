@@ -293,7 +293,7 @@ def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         events.append("step")
         return launch(spec, log, preload)
 
-    monkeypatch.setattr(runner, "warm_up", lambda preload: events.append("warm-up"))
+    monkeypatch.setattr(runner, "warm_up", lambda preload, config: events.append("warm-up"))
     monkeypatch.setattr(runner, "launch", recording_launch)
     return events
 

@@ -331,3 +331,101 @@ def test_a_recalled_module_that_starts_a_thread_is_forgotten(
     assert address is not None
     log = _run_step(address, tmp_path, "fresh", "import threading\nprint(threading.active_count())")
     assert log.split()[-1] == "1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_steps_fork_from_a_frozen_heap(servers: Path, tmp_path: Path) -> None:
+    # A full collection in a step would otherwise write to every object the server holds
+    # (copying the pages a fork shares): the server freezes them before serving.
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    log = _run_step(address, tmp_path, "gc", "import gc\nprint('frozen', gc.get_freeze_count())")
+    frozen = int(next(line for line in log.splitlines() if line.startswith("frozen")).split()[1])
+    assert frozen > 1000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_caller_waits_for_a_server_on_its_way_instead_of_starting_another(
+    servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert warm.ensure(PRELOAD, wait=False) is None  # started, not waited for
+    (marker,) = (servers / "warm").glob("*.starting")
+    spawned: list[list[str]] = []
+    monkeypatch.setattr(warm, "_spawn", lambda address, preload: spawned.append(preload))
+    address = warm.ensure(PRELOAD)
+    assert address is not None and address.with_suffix(".starting") == marker
+    assert spawned == []  # the first one answered
+    _server_pid(address)
+    assert not marker.exists()  # a bound server takes its marker away
+
+
+def test_a_marker_of_a_dead_or_old_start_is_ignored(servers: Path) -> None:
+    folder = servers / "warm"
+    folder.mkdir(mode=0o700)
+    marker = folder / "k.starting"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    marker.write_text(str(dead.pid))
+    assert not warm._starting(folder / "k.sock")
+    marker.write_text(str(os.getpid()))
+    assert warm._starting(folder / "k.sock")
+    old = time.time() - 2 * warm.CONNECT_TIMEOUT
+    os.utime(marker, (old, old))
+    assert not warm._starting(folder / "k.sock")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
+    servers: Path, tmp_path: Path
+) -> None:
+    """`kfg run kale.yaml` starts the server the last run of that file used before typer
+    and the pipeline are loaded: even a run whose kale.yaml is now broken has started it."""
+    result = make(
+        tmp_path,
+        [("code", "import json"), ("code", "print(json.dumps(1))")],
+        [{"name": "one", "cells": [2]}],
+        prelude=[1],
+    )
+    assert result.ok, messages(result)
+    config = tmp_path / "kale.yaml"
+    sockets = servers / "warm"
+
+    def kfg_run() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "kfg", "run", str(config), "--no-cache"]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    ran = kfg_run()
+    assert ran.returncode == 0, ran.stderr
+    (address,) = sockets.glob("*.sock")
+    (hint,) = sockets.glob("*.preload")
+    assert json.loads(hint.read_text()) == runner.preload_modules(result.pipeline, result.notebook)
+    assert warm.stop_servers(wait=20) == 1
+    config.write_text(config.read_text() + "\n  {broken")
+    assert kfg_run().returncode == 1
+    assert list(sockets.glob("*.sock")) == [address]
+    _server_pid(address)
+    assert warm.stop_servers(wait=20) == 1
+    hint.write_text('{"not": "a list of modules"}')  # no hint, and no harm
+    assert kfg_run().returncode == 1
+    assert not list(sockets.glob("*.sock")) and not list(sockets.glob("*.starting"))
+
+
+def test_the_guess_takes_the_first_yaml_argument_of_run_and_tune_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kfg import cli
+
+    guessed: list[Path] = []
+    monkeypatch.setattr(warm, "prestart", guessed.append)
+    cli._prestart(["run", "-p", "x=a.yaml", "--cache-dir", "c", "b.txt", "kale.yaml", "x.yml"])
+    cli._prestart(["tune", "--trials", "4", "dir/p.kale.yml"])
+    cli._prestart(["validate", "kale.yaml"])
+    cli._prestart(["run"])
+    cli._prestart([])
+    assert guessed == [Path("kale.yaml"), Path("dir/p.kale.yml")]
+
+    def broken(config: Path) -> None:
+        raise RuntimeError("a guess must never fail the command")
+
+    monkeypatch.setattr(warm, "prestart", broken)
+    cli._prestart(["run", "kale.yaml"])

@@ -1,7 +1,7 @@
 """Run kfg commands in-process on hostile input and check what every failure must look like.
 
-In-process (typer's CliRunner on `kfg.cli.app`) because a subprocess adds a second of
-start-up per case and proves nothing more here: `kfg.cli.main` only turns a `KfgError` into
+In-process (typer's CliRunner on `kfg.cli.app.app`) because a subprocess adds a second of
+start-up per case and proves nothing more here: `kfg.cli.app.main` only turns a `KfgError` into
 its line and exit status, which `invoke` does the same way, and any other exception is
 exactly the internal error this suite looks for.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from kfg.cli import app
+from kfg.cli.app import app
 from kfg.errors import KfgError
 
 RUNNER = CliRunner()
@@ -85,7 +85,7 @@ class Outcome:
 
 
 def invoke(args: Sequence[str], cwd: Path, stdin: str | bytes | None = None) -> Outcome:
-    """`kfg *args` in `cwd`; a `KfgError` ends as `kfg.cli.main` would end it."""
+    """`kfg *args` in `cwd`; a `KfgError` ends as `kfg.cli.app.main` would end it."""
     before = Path.cwd()
     os.chdir(cwd)
     started = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kfg.cli import app
+from kfg.cli.app import app
 from kfg.core.load import LoadResult, load_pipeline
 from kfg.render.components import build_component
 from kfg.scaffold.fix import fix_file
