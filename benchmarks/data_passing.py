@@ -3,7 +3,8 @@
 1. A three-step pipeline (generate a DataFrame of N rows, three numeric columns and a
    string column -> transform -> aggregate) run with `kfg run --no-cache` on a fresh cache
    and no warm step server up (so kfg imports pandas as the script does; the same run
-   with the server up is printed beside it),
+   with the server up is printed beside it; what earlier runs noted beside the servers is
+   kept unless --first-ever: see local_engine.nothing_warm),
    against the same cells executed top to bottom in one Python process. Runs alternate
    (one-process, kfg, one-process, kfg, ...) so both see the same machine load; the ratio
    of each pair is printed, then their median, and the ratio of the fastest run of each
@@ -98,9 +99,9 @@ def kfg_run(directory: Path, rows: int, *, warm_server: bool = False) -> float:
     """One `kfg run` on a fresh cache; with no warm step server up unless asked (like the
     one-process script, it then imports pandas itself)."""
     if not warm_server:
-        from kfg.engine import warm
+        from local_engine import nothing_warm
 
-        warm.stop_servers(wait=10)
+        nothing_warm()
     cache = directory / ".kfg-bench"
     shutil.rmtree(cache, ignore_errors=True)
     command = [sys.executable, "-m", "kfg", "run", "kale.yaml", "--no-cache", "--cache-dir"]
@@ -276,7 +277,16 @@ def _main() -> None:
     parser.add_argument("--micro-rows", type=float, default=1e6)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-micro", action="store_true")
+    parser.add_argument(
+        "--first-ever",
+        action="store_true",
+        help="Before every cold run, also forget what earlier runs noted beside the warm"
+        " servers (preload hints, learned imports).",
+    )
     args = parser.parse_args()
+    import local_engine
+
+    local_engine.FIRST_EVER = args.first_ever
     versions = {}
     for name in ("pandas", "numpy", "pyarrow"):
         spec = importlib.util.find_spec(name)

@@ -275,12 +275,25 @@ def papermill_sweep(
     raise AssertionError("unreachable")
 
 
+FIRST_EVER = False  # set by --first-ever
+
+
 def nothing_warm() -> None:
     """No warm step server is up: a cold run pays the prelude's imports, as papermill's
-    kernels and nbclient's do."""
+    kernels and nbclient's do.
+
+    What earlier runs left beside the servers' sockets stays, as on a user's machine: which
+    modules a kale.yaml's steps preload (so the run starts its server before loading the
+    pipeline) and what servers learned. With --first-ever it goes too, and every cold run
+    is a notebook's very first one.
+    """
     from kfg.engine import warm
 
     warm.stop_servers(wait=10)
+    folder = warm.socket_directory()
+    if FIRST_EVER and folder is not None:
+        for left in [*folder.glob("*.preload"), *folder.glob("*.learned")]:
+            left.unlink()
 
 
 def kfg_tune(config: Path, trials: int, cache: Path, cwd: Path) -> tuple[float, list[dict]]:
@@ -338,7 +351,15 @@ def main() -> None:
         help="The source tree whose kfg to measure (e.g. an older commit's, for before and"
         " after on the same machine); it runs as the `kfg` console script does.",
     )
+    parser.add_argument(
+        "--first-ever",
+        action="store_true",
+        help="Before every cold run, also forget what earlier runs noted beside the warm"
+        " servers (preload hints, learned imports).",
+    )
     args = parser.parse_args()
+    global FIRST_EVER
+    FIRST_EVER = args.first_ever
     os.environ["PYTHONPATH"] = str(args.kfg_src.resolve())
     sockets = tempfile.mkdtemp(prefix="kfgw-", dir="/tmp")  # this run's warm servers only
     os.environ["KFG_WARM_DIR"] = str(Path(sockets) / "warm")
