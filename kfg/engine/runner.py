@@ -440,7 +440,20 @@ def warm_up(preload: list[str], config: Path | None = None) -> None:
         return
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()  # spawns the server; its imports run in the background
+    from kfg.engine import warm
+
+    # multiprocessing starts the forkserver with this process's environment: for that
+    # moment it carries the hash seed the warm server gets (warm.seeded), and only then.
+    with _PRELOAD_LOCK:
+        before = os.environ.get("PYTHONHASHSEED")
+        os.environ["PYTHONHASHSEED"] = warm.seeded(os.environ)["PYTHONHASHSEED"]
+        try:
+            forkserver.ensure_running()  # spawns the server; its imports run in the background
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONHASHSEED", None)
+            else:
+                os.environ["PYTHONHASHSEED"] = before
     WARM_UPS.append(list(preload))
 
 
@@ -497,13 +510,15 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
         with _MAIN_LOCK, _main_left_alone():
             process.start()
         return _Forked(process)
+    from kfg.engine import warm
+
     with log.open("wb") as handle:
         return subprocess.Popen(
             [sys.executable, "-m", "kfg.engine.worker", str(spec)],
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=warm.seeded({**os.environ, "PYTHONUNBUFFERED": "1"}),
         )
 
 

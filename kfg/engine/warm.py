@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ def _spawn(address: Path, preload: list[str]) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=seeded(os.environ),
         )
     # Whole or not at all, as the pid file: another caller that finds it waits for this
     # server instead of starting a second one whose imports would compete with it.
@@ -181,6 +183,21 @@ def _spawn(address: Path, preload: list[str]) -> None:
     with contextlib.suppress(OSError):
         partial.write_text(str(server.pid), encoding="utf-8")
         os.replace(partial, address.with_suffix(".starting"))
+
+
+HASH_SEED = "0"
+
+
+def seeded(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for an interpreter whose steps iterate sets in the same order run after run.
+
+    A string's hash, and so the order of a set of strings, changes with every interpreter
+    unless PYTHONHASHSEED fixes it. A step that returns such a set (a vocabulary, stop
+    words, `set(df.columns)`), or a model holding one, would pickle it in another order
+    under the next server, and the value's new digest would run every step after it again.
+    A seed the user chose is kept.
+    """
+    return {**env, "PYTHONHASHSEED": env.get("PYTHONHASHSEED") or HASH_SEED}
 
 
 def _starting(address: Path) -> bool:

@@ -429,3 +429,44 @@ def test_the_guess_takes_the_first_yaml_argument_of_run_and_tune_only(
 
     monkeypatch.setattr(warm, "prestart", broken)
     cli._prestart(["run", "kale.yaml"])
+
+
+def test_a_seed_the_user_chose_is_kept() -> None:
+    assert warm.seeded({"PYTHONHASHSEED": "7"})["PYTHONHASHSEED"] == "7"
+    assert warm.seeded({"PYTHONHASHSEED": ""})["PYTHONHASHSEED"] == warm.HASH_SEED
+    assert warm.seeded({})["PYTHONHASHSEED"] == warm.HASH_SEED
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+@pytest.mark.parametrize("idle", ["30", "0"], ids=["warm-server", "forkserver"])
+def test_a_set_a_step_returns_keeps_its_digest_in_the_next_servers_steps(
+    servers: Path, tmp_path: Path, idle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set of strings iterates (and pickles) in an order that depends on the string hash
+    seed: under a new server (or, without one, each run's own forkserver) a step returning
+    one must still write the same bytes, or every step after it runs again."""
+    monkeypatch.setenv(warm.IDLE_VARIABLE, idle)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    result = make(
+        tmp_path,
+        [
+            ("code", "salt = 1"),
+            ("code", "words = {f'word{i}' for i in range(200 + 0 * salt)}"),
+            ("code", "count = len(words)"),
+        ],
+        [{"name": "vocabulary", "cells": [2]}, {"name": "size", "cells": [3]}],
+        parameters={"cell": 1},
+    )
+    assert result.ok, messages(result)
+    command = [sys.executable, "-m", "kfg", "run", str(tmp_path / "kale.yaml"), "--json"]
+    executed = []
+    # The same set again, from a step that runs again because its parameter changed.
+    for options in ([], ["-p", "salt=2"]):
+        warm.stop_servers(wait=20)  # the second run starts another interpreter
+        ran = subprocess.run(
+            command + options, capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
+        assert ran.returncode == 0, ran.stderr
+        steps = json.loads(ran.stdout)["steps"]
+        executed.append([step["name"] for step in steps if step["status"] == "done"])
+    assert executed == [["vocabulary", "size"], ["vocabulary"]]
