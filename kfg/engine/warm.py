@@ -161,6 +161,7 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
 def _spawn(address: Path, preload: list[str]) -> None:
     log = address.with_suffix(".log")
     with log.open("ab") as handle:
+        os.utime(log)  # a fresh start's log, which `_sweep` leaves alone
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -208,15 +209,7 @@ def _starting(address: Path) -> bool:
     except OSError:
         return False
     pid = _pid_in(marker)
-    if pid is None or not 0 <= age < CONNECT_TIMEOUT:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user: not ours to wait for
-        return False
-    return True
+    return pid is not None and 0 <= age < CONNECT_TIMEOUT and _alive(pid)
 
 
 def remember_preload(config: Path, preload: list[str]) -> None:
@@ -225,7 +218,7 @@ def remember_preload(config: Path, preload: list[str]) -> None:
     if folder is None or idle_seconds() <= 0:
         return
     hint = _hint(folder, config)
-    text = json.dumps(preload)
+    text = json.dumps({"config": os.path.realpath(config), "preload": preload})
     with contextlib.suppress(OSError):
         if hint.read_text(encoding="utf-8") == text:
             return
@@ -247,13 +240,21 @@ def prestart(config: Path) -> None:
     folder = socket_directory()
     if folder is None:
         return
-    try:
-        preload = json.loads(_hint(folder, config).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if isinstance(preload, list) and all(isinstance(name, str) for name in preload):
+    preload = _hinted(_hint(folder, config))
+    if preload is not None:
         with contextlib.suppress(OSError):
             ensure(preload, wait=False)
+
+
+def _hinted(hint: Path) -> list[str] | None:
+    try:
+        noted = json.loads(hint.read_text(encoding="utf-8"))
+        preload = noted["preload"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if isinstance(preload, list) and all(isinstance(name, str) for name in preload):
+        return preload
+    return None
 
 
 def _hint(folder: Path, config: Path) -> Path:
@@ -393,9 +394,11 @@ def _learn(names: list[str], refused: set[str]) -> tuple[list[str], bool]:
 def _recalled(path: Path) -> list[str]:
     """What earlier servers for this key learned (see `_remember`)."""
     try:
-        return path.read_text(encoding="utf-8").split()[:LEARNED_MAX]
+        names = path.read_text(encoding="utf-8").split()[:LEARNED_MAX]
+        os.utime(path)  # in use: `_sweep` keeps it
     except (OSError, ValueError):
         return []
+    return names
 
 
 def _remember(path: Path, names: list[str]) -> None:
@@ -437,6 +440,67 @@ def _install_roots() -> list[str]:
     with contextlib.suppress(AttributeError):  # virtualenv's old site module lacks them
         roots += [*site.getsitepackages(), site.getusersitepackages()]
     return sorted({os.path.realpath(root) for root in roots})
+
+
+STALE = 600.0  # seconds: far longer than any server takes to start
+FORGOTTEN = 30 * 86400.0  # seconds: what no server recalled for a month is dropped
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what servers, runs and interruptions left in `folder` and nobody will use.
+
+    A server killed before it could clean up leaves its socket, pid file and empty log; an
+    interrupted write leaves a partial file; every kale.yaml run here leaves a preload
+    hint, and every key what it learned. A server sweeps once, after its imports, so no
+    run waits for it; it keeps anything a live server or a recent start may still own.
+    """
+    now = time.time()
+    for path in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if _unused(path, now - path.lstat().st_mtime):
+                path.unlink()
+
+
+def _unused(path: Path, age: float) -> bool:
+    if age < STALE:
+        return False
+    suffix = path.suffix
+    if suffix == ".preload":  # its kale.yaml is gone
+        config = _config_of(path)
+        return _hinted(path) is None or config is None or not os.path.exists(config)
+    if suffix == ".learned":  # no server of its key started for a month
+        return age > FORGOTTEN
+    if suffix in (".sock", ".ready", ".log", ".starting"):
+        server = _pid_in(path.with_suffix(".ready"))
+        if server is not None and _alive(server):
+            return False
+        if suffix == ".log":
+            return path.stat().st_size == 0  # a server's last words stay for its user
+        if suffix == ".sock":
+            live = _connect(path)
+            if live is not None:
+                live.close()
+                return False
+        return True
+    # partial files: NAME.PID, NAME.starting-PID, NAME.PID.learning
+    return suffix[1:].isdigit() or suffix.startswith(".starting-") or suffix == ".learning"
+
+
+def _config_of(hint: Path) -> str | None:
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        config = json.loads(hint.read_text(encoding="utf-8"))["config"]
+        return config if isinstance(config, str) else None
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: the pid was reused, no server of ours
+        return False
+    return True
 
 
 def _bind(address: Path) -> socket.socket | None:
@@ -499,6 +563,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     memory = address.with_suffix(".learned")
     learned, accepting = _learn(_recalled(memory), refused)
     _freeze()
+    _sweep(address.parent)
     last = time.monotonic()
     try:
         if not accepting:  # what an earlier server learned starts a thread now

@@ -398,7 +398,9 @@ def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
     assert ran.returncode == 0, ran.stderr
     (address,) = sockets.glob("*.sock")
     (hint,) = sockets.glob("*.preload")
-    assert json.loads(hint.read_text()) == runner.preload_modules(result.pipeline, result.notebook)
+    noted = json.loads(hint.read_text())
+    assert noted["preload"] == runner.preload_modules(result.pipeline, result.notebook)
+    assert noted["config"] == os.path.realpath(config)
     assert warm.stop_servers(wait=20) == 1
     config.write_text(config.read_text() + "\n  {broken")
     assert kfg_run().returncode == 1
@@ -470,3 +472,57 @@ def test_a_set_a_step_returns_keeps_its_digest_in_the_next_servers_steps(
         steps = json.loads(ran.stdout)["steps"]
         executed.append([step["name"] for step in steps if step["status"] == "done"])
     assert executed == [["vocabulary", "size"], ["vocabulary"]]
+
+
+def test_a_server_sweeps_away_what_nobody_will_use(tmp_path: Path) -> None:
+    folder = tmp_path / "warm"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    config = tmp_path / "kale.yaml"
+    config.write_text("")
+    files = {
+        # a server killed before it cleaned up: socket, pid file, empty log, marker
+        "killed.sock": "",
+        "killed.ready": str(dead.pid),
+        "killed.log": "",
+        "killed.starting": str(dead.pid),
+        # a live server keeps all of its files
+        "live.sock": "",
+        "live.ready": str(os.getpid()),
+        "live.log": "",
+        # a log with something in it stays for its user
+        "crashed.log": "Traceback ...",
+        # hints: of a kale.yaml still there, of one gone, unreadable
+        "kept.preload": json.dumps({"config": str(config), "preload": ["json"]}),
+        "gone.preload": json.dumps({"config": str(tmp_path / "gone.yaml"), "preload": []}),
+        "broken.preload": "{",
+        # partial writes, and a file kfg does not know
+        "k.1234": "1234",
+        "k.starting-99": "99",
+        "k.99.learning": "json",
+        "notes.txt": "mine",
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (folder / "recent.ready").write_text(str(dead.pid))  # too young to judge
+    old = time.time() - 2 * warm.STALE
+    for name in files:
+        os.utime(folder / name, (old, old))
+    for name, days in (("month-old.learned", 40), ("week-old.learned", 7)):
+        (folder / name).write_text("json.tool\n")
+        then = time.time() - days * 86400
+        os.utime(folder / name, (then, then))
+    warm._sweep(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "crashed.log",
+        "kept.preload",
+        "live.log",
+        "live.ready",
+        "live.sock",
+        "notes.txt",
+        "recent.ready",
+        "week-old.learned",
+    ]
+    warm._recalled(folder / "week-old.learned")  # a server recalling it keeps it fresh
+    assert time.time() - (folder / "week-old.learned").stat().st_mtime < warm.STALE
