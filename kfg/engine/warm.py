@@ -153,7 +153,8 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
         probe = _connect(address)
         if probe is not None:
             probe.close()
-            return address
+            if _pid_at(address) is not None:  # written just after: stop_servers reads it
+                return address
         time.sleep(0.005)
     return None
 
@@ -451,8 +452,9 @@ def _sweep(folder: Path) -> None:
 
     A server killed before it could clean up leaves its socket, pid file and empty log; an
     interrupted write leaves a partial file; every kale.yaml run here leaves a preload
-    hint, and every key what it learned. A server sweeps once, after its imports, so no
-    run waits for it; it keeps anything a live server or a recent start may still own.
+    hint, and every key what it learned. A server sweeps once, the first time a tick
+    passes with nothing to do, so no step waits for it; it keeps anything a live server
+    or a recent start may still own.
     """
     now = time.time()
     for path in folder.iterdir():
@@ -563,7 +565,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     memory = address.with_suffix(".learned")
     learned, accepting = _learn(_recalled(memory), refused)
     _freeze()
-    _sweep(address.parent)
+    swept = False  # the folder, once, at the first quiet moment (see _sweep)
     last = time.monotonic()
     try:
         if not accepting:  # what an earlier server learned starts a thread now
@@ -576,13 +578,17 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                 selector.unregister(listener)
             if not children and (not accepting or time.monotonic() - last >= idle):
                 break
-            for key, _ in selector.select(timeout=TICK):
+            events = selector.select(timeout=TICK)
+            for key, _ in events:
                 if key.data == "listener":
                     connection, _ = listener.accept()
                     _fork(connection, listener, children)
                 else:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_read, 4096)
+            if not events and not swept:
+                _sweep(address.parent)
+                swept = True
             imported = _reap(children)
             if imported and accepting:
                 fresh, accepting = _learn(imported, refused)

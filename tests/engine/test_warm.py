@@ -526,3 +526,17 @@ def test_a_server_sweeps_away_what_nobody_will_use(tmp_path: Path) -> None:
     ]
     warm._recalled(folder / "week-old.learned")  # a server recalling it keeps it fresh
     assert time.time() - (folder / "week-old.learned").stat().st_mtime < warm.STALE
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_server_sweeps_when_it_first_has_nothing_to_do(servers: Path) -> None:
+    folder = servers / "warm"
+    folder.mkdir(mode=0o700)
+    partial = folder / "left.4321"
+    partial.write_text("4321")
+    old = time.time() - 2 * warm.STALE
+    os.utime(partial, (old, old))
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    _until_gone(partial)
+    assert not partial.exists() and address.exists()
