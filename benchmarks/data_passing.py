@@ -244,10 +244,12 @@ def micro(directory: Path, rows: int, repeats: int) -> None:
         clear()
         write(value, native)
         used = save_value("v", value, str(ours))
+
+        def read_theirs(read: Callable[[Path], Any] = read) -> float:
+            return _touch(read(native))
+
         read_native, read_ours = _median_pair(
-            repeats,
-            lambda read=read: _touch(read(native)),
-            lambda: _touch(load_value(str(ours))),
+            repeats, read_theirs, lambda: _touch(load_value(str(ours)))
         )
         clear()
         print(

@@ -296,7 +296,9 @@ def nothing_warm() -> None:
             left.unlink()
 
 
-def kfg_tune(config: Path, trials: int, cache: Path, cwd: Path) -> tuple[float, list[dict]]:
+def kfg_tune(
+    config: Path, trials: int, cache: Path, cwd: Path
+) -> tuple[float, list[dict[str, Any]]]:
     shutil.rmtree(cache, ignore_errors=True)
     nothing_warm()
     seconds, out = timed(

@@ -27,7 +27,7 @@ ETCD_LIMIT = 1_572_864
 
 
 def chain_notebook(steps: int) -> dict[str, object]:
-    cells = [
+    cells: list[dict[str, object]] = [
         {
             "cell_type": "code",
             "id": "imports",
