@@ -62,6 +62,7 @@ CONNECT_TIMEOUT = 2.0
 REPORT_MAX = 60_000  # bytes of module names a step reports to the server
 LEARNED_MAX = 5_000  # module names a server keeps for the next one of its key
 TICK = 0.5  # how often an idle server looks whether its socket is still there
+PARTIAL = ".partial"  # the suffix of a file `_write_whole` has not renamed yet
 
 
 def idle_seconds() -> float:
@@ -140,9 +141,7 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
     address = folder / f"{key(preload, dict(os.environ))}.sock"
     if len(os.fsencode(address)) >= 100:  # sun_path holds 108 bytes on Linux, 104 on macOS
         return None
-    probe = _connect(address)
-    if probe is not None:
-        probe.close()
+    if _answers(address):
         return address
     if not _starting(address):  # else a server of this key is on its way: wait for it
         _spawn(address, preload)
@@ -150,13 +149,20 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
         return None
     deadline = time.monotonic() + CONNECT_TIMEOUT
     while time.monotonic() < deadline:  # the socket is bound before any import
-        probe = _connect(address)
-        if probe is not None:
-            probe.close()
-            if _pid_at(address) is not None:  # written just after: stop_servers reads it
-                return address
+        if _answers(address):
+            return address
         time.sleep(0.005)
     return None
+
+
+def _answers(address: Path) -> bool:
+    """Whether a server listens at `address` and has published its pid (stop_servers
+    reads it), which it does just after it binds."""
+    probe = _connect(address)
+    if probe is None:
+        return False
+    probe.close()
+    return _pid_at(address) is not None
 
 
 def _spawn(address: Path, preload: list[str]) -> None:
@@ -179,12 +185,18 @@ def _spawn(address: Path, preload: list[str]) -> None:
             close_fds=True,
             env=seeded(os.environ),
         )
-    # Whole or not at all, as the pid file: another caller that finds it waits for this
-    # server instead of starting a second one whose imports would compete with it.
-    partial = address.with_suffix(f".starting-{os.getpid()}")
+    # Another caller that finds it waits for this server instead of starting a second one
+    # whose imports would compete with it.
     with contextlib.suppress(OSError):
-        partial.write_text(str(server.pid), encoding="utf-8")
-        os.replace(partial, address.with_suffix(".starting"))
+        _write_whole(address.with_suffix(".starting"), str(server.pid))
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `path` so a reader sees it whole or not at all: through a partial file of this
+    process, renamed over it (`_sweep` removes partials a killed writer left)."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 HASH_SEED = "0"
@@ -224,9 +236,7 @@ def remember_preload(config: Path, preload: list[str]) -> None:
         if hint.read_text(encoding="utf-8") == text:
             return
     with contextlib.suppress(OSError):
-        partial = hint.with_suffix(f".{os.getpid()}")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, hint)
+        _write_whole(hint, text)
 
 
 def prestart(config: Path) -> None:
@@ -241,21 +251,24 @@ def prestart(config: Path) -> None:
     folder = socket_directory()
     if folder is None:
         return
-    preload = _hinted(_hint(folder, config))
-    if preload is not None:
+    noted = _noted(_hint(folder, config))
+    if noted is not None:
         with contextlib.suppress(OSError):
-            ensure(preload, wait=False)
+            ensure(noted[1], wait=False)
 
 
-def _hinted(hint: Path) -> list[str] | None:
+def _noted(hint: Path) -> tuple[str, list[str]] | None:
+    """The kale.yaml and preload list a hint records, or None when it is no hint."""
     try:
         noted = json.loads(hint.read_text(encoding="utf-8"))
-        preload = noted["preload"]
+        config, preload = noted["config"], noted["preload"]
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    if isinstance(preload, list) and all(isinstance(name, str) for name in preload):
-        return preload
-    return None
+    if not isinstance(config, str) or not isinstance(preload, list):
+        return None
+    if not all(isinstance(name, str) for name in preload):
+        return None
+    return config, preload
 
 
 def _hint(folder: Path, config: Path) -> Path:
@@ -406,10 +419,8 @@ def _remember(path: Path, names: list[str]) -> None:
     """Keep what this server learned beside its socket, for the next server of its key: it
     imports those modules as it starts (the same cost as in one step, paid once), so a
     run after an idle server left does not pay for them in each of its first steps."""
-    partial = path.with_suffix(f".{os.getpid()}.learning")
     with contextlib.suppress(OSError):
-        partial.write_text("\n".join(names[:LEARNED_MAX]) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        _write_whole(path, "\n".join(names[:LEARNED_MAX]) + "\n")
 
 
 def _installed(name: str) -> bool:
@@ -468,8 +479,8 @@ def _unused(path: Path, age: float) -> bool:
         return False
     suffix = path.suffix
     if suffix == ".preload":  # its kale.yaml is gone
-        config = _config_of(path)
-        return _hinted(path) is None or config is None or not os.path.exists(config)
+        noted = _noted(path)
+        return noted is None or not os.path.exists(noted[0])
     if suffix == ".learned":  # no server of its key started for a month
         return age > FORGOTTEN
     if suffix in (".sock", ".ready", ".log", ".starting"):
@@ -484,15 +495,7 @@ def _unused(path: Path, age: float) -> bool:
                 live.close()
                 return False
         return True
-    # partial files: NAME.PID, NAME.starting-PID, NAME.PID.learning
-    return suffix[1:].isdigit() or suffix.startswith(".starting-") or suffix == ".learning"
-
-
-def _config_of(hint: Path) -> str | None:
-    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        config = json.loads(hint.read_text(encoding="utf-8"))["config"]
-        return config if isinstance(config, str) else None
-    return None
+    return suffix == PARTIAL  # what a killed `_write_whole` left
 
 
 def _alive(pid: int) -> bool:
@@ -534,6 +537,8 @@ def _inode(address: Path) -> int | None:
 
 def serve(address: Path, preload: list[str], path: list[str], idle: float) -> None:
     listener = _bind(address)
+    if listener is not None:
+        _write_whole(address.with_suffix(".ready"), str(os.getpid()))  # the pid, by the socket
     marker = address.with_suffix(".starting")
     if _pid_in(marker) == os.getpid():  # bound, or another server is: no longer starting
         with contextlib.suppress(FileNotFoundError):
@@ -541,10 +546,6 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     if listener is None:
         return
     ours = _inode(address)
-    # The pid beside the socket, whole or not at all (a reader never sees an empty file).
-    partial = address.with_suffix(f".{os.getpid()}")
-    partial.write_text(str(os.getpid()), encoding="utf-8")
-    os.replace(partial, address.with_suffix(".ready"))
     sys.path[:] = path  # the caller's, so the preloaded modules are the ones it would import
     for name in preload:
         with contextlib.suppress(Exception):  # the step reports a broken import itself

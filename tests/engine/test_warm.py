@@ -501,10 +501,11 @@ def test_a_server_sweeps_away_what_nobody_will_use(tmp_path: Path) -> None:
         "kept.preload": json.dumps({"config": str(config), "preload": ["json"]}),
         "gone.preload": json.dumps({"config": str(tmp_path / "gone.yaml"), "preload": []}),
         "broken.preload": "{",
-        # partial writes, and a file kfg does not know
-        "k.1234": "1234",
-        "k.starting-99": "99",
-        "k.99.learning": "json",
+        # partial writes (of a pid file, a marker, a learned list), and a file kfg does
+        # not know
+        "k.ready.1234.partial": "1234",
+        "k.starting.99.partial": "99",
+        "k.learned.99.partial": "json",
         "notes.txt": "mine",
     }
     for name, text in files.items():
@@ -536,7 +537,7 @@ def test_a_server_sweeps_away_what_nobody_will_use(tmp_path: Path) -> None:
 def test_a_server_sweeps_when_it_first_has_nothing_to_do(servers: Path) -> None:
     folder = servers / "warm"
     folder.mkdir(mode=0o700)
-    partial = folder / "left.4321"
+    partial = folder / "left.ready.4321.partial"
     partial.write_text("4321")
     old = time.time() - 2 * warm.STALE
     os.utime(partial, (old, old))
