@@ -35,6 +35,12 @@ def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(sockets, ignore_errors=True)
 
 
+def _kfg_run(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`kfg run` in its own process, from the folder of `config`, as a user starts it."""
+    command = [sys.executable, "-m", "kfg", "run", str(config), *options]
+    return subprocess.run(command, capture_output=True, text=True, cwd=config.parent, timeout=120)
+
+
 def _server_pid(address: Path) -> int:
     """The pid the server at `address` wrote beside its socket, once it was listening."""
     pid = int(address.with_suffix(".ready").read_text())
@@ -177,13 +183,7 @@ def test_a_second_run_forks_its_steps_from_the_first_runs_server(
     config = tmp_path / "kale.yaml"
     parents = []
     for _ in range(2):
-        ran = subprocess.run(
-            [sys.executable, "-m", "kfg", "run", str(config), "--no-cache", "--json"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        ran = _kfg_run(config, "--no-cache", "--json")
         assert ran.returncode == 0, ran.stderr
         log = Path(json.loads(ran.stdout)["steps"][0]["log"]).read_text()
         parents += [line.split()[1] for line in log.splitlines() if line.startswith("parent")]
@@ -390,11 +390,7 @@ def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
     config = tmp_path / "kale.yaml"
     sockets = servers / "warm"
 
-    def kfg_run() -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "kfg", "run", str(config), "--no-cache"]
-        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-
-    ran = kfg_run()
+    ran = _kfg_run(config, "--no-cache")
     assert ran.returncode == 0, ran.stderr
     (address,) = sockets.glob("*.sock")
     (hint,) = sockets.glob("*.preload")
@@ -403,7 +399,7 @@ def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
     assert noted["config"] == os.path.realpath(config)
     assert warm.stop_servers(wait=20) == 1
     config.write_text(config.read_text() + "\n  {broken")
-    assert kfg_run().returncode == 1
+    assert _kfg_run(config, "--no-cache").returncode == 1
     # The guessed server may still be starting when the broken run has ended.
     deadline = time.monotonic() + 20
     while not address.with_suffix(".ready").exists() and time.monotonic() < deadline:
@@ -412,7 +408,7 @@ def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
     _server_pid(address)
     assert warm.stop_servers(wait=20) == 1
     hint.write_text('{"not": "a list of modules"}')  # no hint, and no harm
-    assert kfg_run().returncode == 1
+    assert _kfg_run(config, "--no-cache").returncode == 1
     assert not list(sockets.glob("*.sock")) and not list(sockets.glob("*.starting"))
 
 
@@ -464,14 +460,11 @@ def test_a_set_a_step_returns_keeps_its_digest_in_the_next_servers_steps(
         parameters={"cell": 1},
     )
     assert result.ok, messages(result)
-    command = [sys.executable, "-m", "kfg", "run", str(tmp_path / "kale.yaml"), "--json"]
     executed = []
     # The same set again, from a step that runs again because its parameter changed.
     for options in ([], ["-p", "salt=2"]):
         warm.stop_servers(wait=20)  # the second run starts another interpreter
-        ran = subprocess.run(
-            command + options, capture_output=True, text=True, cwd=tmp_path, timeout=120
-        )
+        ran = _kfg_run(tmp_path / "kale.yaml", "--json", *options)
         assert ran.returncode == 0, ran.stderr
         steps = json.loads(ran.stdout)["steps"]
         executed.append([step["name"] for step in steps if step["status"] == "done"])
