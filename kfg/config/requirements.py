@@ -48,13 +48,9 @@ def normalize(text: str) -> tuple[str, bool]:
     if requirement.url is not None and _UNSAFE.search(requirement.url):
         raise RequirementError(f"`{text}`: the URL holds a quote, `$`, a backslash or a control")
     normalized = str(requirement)
-    if "'" in normalized or "\\" in normalized or _control(normalized):
+    if "'" in normalized or "\\" in normalized or not normalized.isprintable():
         raise RequirementError(f"`{text}` holds characters no requirement needs")
     pinned = requirement.url is not None or any(
         s.operator in ("==", "===") and "*" not in s.version for s in requirement.specifier
     )
     return normalized, pinned
-
-
-def _control(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)

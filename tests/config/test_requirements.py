@@ -22,6 +22,10 @@ HOSTILE = [
     "six==1.16.0\n; touch pwned",
     "six==1.16.0 && touch pwned",
     "six==1.16.0; touch pwned",
+    # kfp writes the requirement with repr(), which escapes what is not printable: the
+    # shell would pass pip `\x80`, four characters, not the one in kale.yaml
+    "0 @ \x80",
+    "x @ https://example.com/a\u2028b.whl",
 ]
 
 
