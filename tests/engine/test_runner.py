@@ -230,7 +230,8 @@ def test_a_damaged_entry_is_set_aside_reported_once_and_the_step_reruns(
     tmp_path: Path, damage: str
 ) -> None:
     result, counter = _pipeline(tmp_path)
-    _run(result, tmp_path)
+    first = _run(result, tmp_path)
+    assert first.ok, [(s.name, s.error, s.log) for s in first.steps if s.error]
     _executions(counter)
     entry = _entry_of(tmp_path, "load")
     if damage == "empty-result":
