@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kfg import runtime
 
@@ -279,21 +279,30 @@ def _hint(folder: Path, config: Path) -> Path:
 class WarmStep:
     """A step forked by the warm server, with the interface of a Popen."""
 
-    def __init__(self, connection: socket.socket, pid: int) -> None:
+    def __init__(self, connection: socket.socket, reader: BinaryIO, pid: int, log: Path) -> None:
+        # The reader that read the pid line must read the exit line too: a buffered
+        # reader may already hold it when the step was quick, and a second reader on the
+        # same socket would then see only the end of the stream.
         self.connection = connection
-        self.reader = connection.makefile("rb")
+        self.reader = reader
         self.pid = pid
+        self.log = log
 
     def wait(self) -> int:
         try:
             line = self.reader.readline()
-            code = int(json.loads(line)["exit"]) if line else 1
+            return int(json.loads(line)["exit"])
         except (OSError, ValueError, KeyError, TypeError):
-            code = 1
+            # Without its exit line the step's outcome is unknown: say so where the
+            # engine looks for a failed step's cause, rather than let the log's last
+            # line (often a cell's output) stand for it.
+            with contextlib.suppress(OSError), self.log.open("a", encoding="utf-8") as log:
+                cause = f"the warm server stopped answering before step {self.pid} ended"
+                log.write(f"\nkfg: {cause}\n")
+            return 1
         finally:
             self.reader.close()
             self.connection.close()
-        return code
 
 
 def start_step(address: Path, spec: Path, log: Path) -> WarmStep | None:
@@ -309,16 +318,15 @@ def start_step(address: Path, spec: Path, log: Path) -> WarmStep | None:
         "umask": _umask(),
         "path": sys.path,
     }
+    reader = connection.makefile("rb")
     try:
         connection.sendall(json.dumps(request).encode("utf-8") + b"\n")
-        reader = connection.makefile("rb")
-        line = reader.readline()
-        reader.close()
-        pid = int(json.loads(line)["pid"])
+        pid = int(json.loads(reader.readline())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
+        reader.close()
         connection.close()
         return None
-    return WarmStep(connection, pid)
+    return WarmStep(connection, reader, pid, log)
 
 
 def _umask() -> int:

@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -538,3 +540,43 @@ def test_a_server_sweeps_when_it_first_has_nothing_to_do(servers: Path) -> None:
     assert address is not None
     _until_gone(partial)
     assert not partial.exists() and address.exists()
+
+
+def _one_answer(address: Path, answer: bytes) -> threading.Thread:
+    """A stand-in server that answers one request with `answer`, written at once."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(address))
+    listener.listen(1)
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.makefile("rb").readline()
+            connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_step_that_ends_before_its_pid_is_read_keeps_its_exit_code(tmp_path: Path) -> None:
+    # A quick step's server writes both lines before the caller reads the first; they
+    # then arrive in one read, and the caller must not lose the second one.
+    address, log = tmp_path / "s.sock", tmp_path / "step.log"
+    server = _one_answer(address, b'{"pid": 4242}\n{"exit": 0}\n')
+    step = warm.start_step(address, tmp_path / "spec.json", log)
+    assert step is not None and step.pid == 4242
+    assert step.wait() == 0
+    server.join(5)
+    assert not log.exists()
+
+
+def test_a_step_whose_server_stops_answering_fails_and_says_why(tmp_path: Path) -> None:
+    address, log = tmp_path / "s.sock", tmp_path / "step.log"
+    log.write_text("7\n", encoding="utf-8")  # the last line a cell printed
+    server = _one_answer(address, b'{"pid": 4242}\n')
+    step = warm.start_step(address, tmp_path / "spec.json", log)
+    assert step is not None
+    assert step.wait() == 1
+    server.join(5)
+    assert runner._cause(log) == "the warm server stopped answering before step 4242 ended"
