@@ -12,6 +12,10 @@ from pathlib import Path
 from tests.pipelines import make, messages
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -39,6 +43,9 @@ def test_interrupt_stops_only_this_runs_steps(tmp_path: Path) -> None:
     run = subprocess.Popen(
         [sys.executable, "-m", "kfg", "run", "kale.yaml"],
         cwd=tmp_path,
+        # A suite started in the background by a shell (`make test &`) inherits SIGINT
+        # ignored, as POSIX has it, and so would kfg: Ctrl-C as a terminal sends it.
+        preexec_fn=_default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
