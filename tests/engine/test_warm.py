@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -580,3 +581,27 @@ def test_a_step_whose_server_stops_answering_fails_and_says_why(tmp_path: Path) 
     assert step.wait() == 1
     server.join(5)
     assert runner._cause(log) == "the warm server stopped answering before step 4242 ended"
+
+
+def test_a_step_reports_the_modules_imported_after_it_started_in_their_order() -> None:
+    # _report takes them by count from the end of sys.modules (which only appends), so a
+    # step never touches the names the server holds (tens of shared pages each).
+    candidates = ["wave", "colorsys", "sndhdr", "mailcap", "nntplib", "xdrlib", "chunk"]
+    fresh = [name for name in candidates if name not in sys.modules][:2]
+    assert fresh, "every candidate is already imported"
+    before = len(sys.modules)
+    read, write = os.pipe()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # sndhdr, nntplib, ...
+            for name in fresh:
+                __import__(name)
+        warm._report(before, write)
+        reported = os.read(read, 65536).decode().split("\n")
+    finally:
+        os.close(read)
+        os.close(write)
+        for name in fresh:
+            sys.modules.pop(name, None)
+    assert [name for name in reported if name in fresh] == fresh
+    assert not set(reported) & {"os", "sys", "json"}
