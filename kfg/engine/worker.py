@@ -37,12 +37,12 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv))
 
 
-def run_in_child(spec: str, log: str, before_exit: Callable[[], None] | None = None) -> None:
+def run_in_child(spec: str, log: str, before_exit: Callable[[int], None] | None = None) -> None:
     """Entry point of a step forked from the engine's warm forkserver.
 
     The child leaves the terminal's process group (Ctrl-C reaches only kfg, which then
     stops its steps) and writes everything it prints to the step's log. `before_exit` runs
-    last, after the step's result is written, whatever happened.
+    last, after the step's result is written, whatever happened, with the exit status.
     """
     os.setsid()
     descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -58,5 +58,5 @@ def run_in_child(spec: str, log: str, before_exit: Callable[[], None] | None = N
         sys.stderr.flush()
         if before_exit is not None:
             with contextlib.suppress(Exception):
-                before_exit()
+                before_exit(code)
         os._exit(code)

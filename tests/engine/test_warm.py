@@ -583,9 +583,10 @@ def test_a_step_whose_server_stops_answering_fails_and_says_why(tmp_path: Path) 
     assert runner._cause(log) == "the warm server stopped answering before step 4242 ended"
 
 
-def test_a_step_reports_the_modules_imported_after_it_started_in_their_order() -> None:
+def test_a_step_reports_the_modules_imported_after_it_started_then_its_status() -> None:
     # _report takes them by count from the end of sys.modules (which only appends), so a
-    # step never touches the names the server holds (tens of shared pages each).
+    # step never touches the names the server holds (hundreds of shared pages), and ends
+    # with the exit status, which the server passes on before the process is torn down.
     candidates = ["wave", "colorsys", "sndhdr", "mailcap", "nntplib", "xdrlib", "chunk"]
     fresh = [name for name in candidates if name not in sys.modules][:2]
     assert fresh, "every candidate is already imported"
@@ -596,7 +597,7 @@ def test_a_step_reports_the_modules_imported_after_it_started_in_their_order() -
             warnings.simplefilter("ignore", DeprecationWarning)  # sndhdr, nntplib, ...
             for name in fresh:
                 __import__(name)
-        warm._report(before, write)
+        warm._report(before, write, 3)
         reported = os.read(read, 65536).decode().split("\n")
     finally:
         os.close(read)
@@ -605,3 +606,31 @@ def test_a_step_reports_the_modules_imported_after_it_started_in_their_order() -
             sys.modules.pop(name, None)
     assert [name for name in reported if name in fresh] == fresh
     assert not set(reported) & {"os", "sys", "json"}
+    assert reported[-2:] == ["exit 3", ""]
+
+
+def test_the_caller_hears_a_step_end_from_its_report_not_its_teardown() -> None:
+    ours, theirs = socket.socketpair()
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    step = warm._Step(ours, read, "/nonexistent/spec.json")
+    try:
+        os.write(write, b"email.parser\n")
+        assert not step.receive(set())  # the status is not in yet: nothing said
+        assert not step.told
+        os.write(write, b"exit 0\n")
+        assert not step.receive(set())
+        assert step.told  # told while the process may still be going away
+        theirs.settimeout(5)
+        assert json.loads(theirs.makefile("rb").readline()) == {"exit": 0}
+        # Its cells could not be read: nothing it imported is learned.
+        assert step.learn == []
+        os.close(write)
+        write = -1
+        assert step.receive(set())  # and the report is complete
+        step.tell(9)  # the process's own end, later: said once only
+    finally:
+        for descriptor in (read, write):
+            if descriptor >= 0:
+                os.close(descriptor)
+        theirs.close()
