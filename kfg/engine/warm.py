@@ -644,6 +644,8 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     memory = address.with_suffix(".learned")
     learned, accepting = _learn(_recalled(memory), refused)
     _freeze()
+    spare: _Spare | None = None  # forked ahead of the next request (see _Spare)
+    spent: list[int] = []  # spares let go, until reaped
     swept = False  # the folder, once, at the first quiet moment (see _sweep)
     last = time.monotonic()
     try:
@@ -661,7 +663,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
             for key, _ in events:
                 if key.data == "listener":
                     connection, _ = listener.accept()
-                    _fork(connection, listener, children, selector)
+                    spare = _start(connection, listener, children, selector, spare, spent)
                 elif key.data == "child":
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_read, 4096)
@@ -671,6 +673,7 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                 _sweep(address.parent)
                 swept = True
             imported = _reap(children, refused, selector)
+            spent = [pid for pid in spent if not _ended(pid)]
             if imported and accepting:
                 fresh, accepting = _learn(imported, refused)
                 if not accepting:  # the next run starts a server without that thread
@@ -679,9 +682,17 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
                     learned += fresh
                     _remember(memory, learned)
                     _freeze()
+                if spare is not None and (fresh or not accepting):  # it lacks them
+                    spare.discard()
+                    spent.append(spare.pid)
+                    spare = None
+            if spare is None and accepting:
+                spare = _Spare.fork(listener)
             if children:
                 last = time.monotonic()
     finally:
+        if spare is not None:
+            spare.discard()
         if _inode(address) == ours:  # never another server's socket
             with contextlib.suppress(FileNotFoundError):
                 address.unlink()
@@ -705,44 +716,134 @@ def _retire(
             address.unlink()
 
 
-def _fork(
-    connection: socket.socket,
-    listener: socket.socket,
-    children: Children,
-    selector: selectors.BaseSelector,
-) -> None:
+def _read_request(connection: socket.socket) -> dict[str, Any] | None:
     connection.settimeout(CONNECT_TIMEOUT)
     try:
         reader = connection.makefile("rb")
         request = json.loads(reader.readline())
         reader.close()
     except (OSError, ValueError):
+        return None
+    return request if isinstance(request, dict) and "spec" in request else None
+
+
+def _forked(listener: socket.socket, connection: socket.socket | None = None) -> bool:
+    """In a child just forked from the server: drop what is the server's alone; False in
+    the server itself."""
+    signal.set_wakeup_fd(-1)  # the server's pipe and handler are not the step's
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    listener.close()
+    if connection is not None:
         connection.close()
-        return
-    if not isinstance(request, dict) or "spec" not in request:
-        connection.close()
-        return
-    imports_read, imports_write = os.pipe()  # what the step imported, told at its end
+    return True
+
+
+class _Spare:
+    """A child forked before the request it will serve, waiting for it on a pipe.
+
+    Forking the server (a few hundred MB of mappings to share) takes about 9 ms, which a
+    step's caller waited for; with a spare forked while the server was idle, the request
+    is handed over at once and the next spare forked after the caller has its pid. A spare
+    holds no memory of its own until it runs a step, and leaves when its pipe closes
+    without a request (the server discarded it, or ended).
+    """
+
+    def __init__(self, pid: int, requests: int, report: int) -> None:
+        self.pid = pid
+        self.requests = requests  # the server writes the request here, then closes it
+        self.report = report  # the step's `_report`, read by the server
+
+    @staticmethod
+    def fork(listener: socket.socket) -> _Spare | None:
+        requests_read, requests_write = os.pipe()
+        report_read, report_write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for descriptor in (requests_read, requests_write, report_read, report_write):
+                os.close(descriptor)
+            return None
+        if pid == 0:
+            _forked(listener)
+            os.close(requests_write)
+            os.close(report_read)
+            request = _awaited(requests_read)
+            if request is None:
+                os._exit(0)
+            _child(request, report_write)
+        os.close(requests_read)
+        os.close(report_write)
+        return _Spare(pid, requests_write, report_read)
+
+    def hand(self, request: dict[str, Any]) -> bool:
+        """Give the spare its request; False when it is gone (it is then let go)."""
+        data = memoryview(json.dumps(request).encode("utf-8"))
+        try:
+            while data:
+                data = data[os.write(self.requests, data) :]
+        except OSError:
+            self.discard()
+            return False
+        os.close(self.requests)
+        return True
+
+    def discard(self) -> None:
+        """Let the spare go without a request (its pid still wants reaping)."""
+        for descriptor in (self.requests, self.report):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+
+
+def _awaited(descriptor: int) -> dict[str, Any] | None:
+    """In a spare: the request the server hands over, or None when it closes the pipe."""
+    with os.fdopen(descriptor, "rb") as pipe:
+        data = pipe.read()
     try:
-        pid = os.fork()
-    except OSError:
-        for descriptor in (imports_read, imports_write):
-            os.close(descriptor)
+        request = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def _start(
+    connection: socket.socket,
+    listener: socket.socket,
+    children: Children,
+    selector: selectors.BaseSelector,
+    spare: _Spare | None,
+    spent: list[int],
+) -> _Spare | None:
+    """Start the step the caller at `connection` asks for, in `spare` when there is one;
+    the spare left afterwards (None once it took the step, or was found gone: then its
+    pid joins `spent`, to be reaped)."""
+    request = _read_request(connection)
+    if request is None:
         connection.close()
-        return
-    if pid == 0:
-        signal.set_wakeup_fd(-1)  # the server's pipe and handler are not the step's
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        listener.close()
-        connection.close()
-        os.close(imports_read)
-        _child(request, imports_write)
-    os.close(imports_write)
-    os.set_blocking(imports_read, False)
+        return spare
+    if spare is not None and spare.hand(request):
+        pid, report = spare.pid, spare.report
+    else:
+        if spare is not None:
+            spent.append(spare.pid)
+        report, report_write = os.pipe()  # what the step imported, told at its end
+        try:
+            pid = os.fork()
+        except OSError:
+            for descriptor in (report, report_write):
+                os.close(descriptor)
+            connection.close()
+            return None
+        if pid == 0:
+            _forked(listener, connection)
+            os.close(report)
+            _child(request, report_write)
+        os.close(report_write)
+    os.set_blocking(report, False)
     with contextlib.suppress(OSError):
         connection.sendall(json.dumps({"pid": pid}).encode("utf-8") + b"\n")
-    children[pid] = _Step(connection, imports_read, request["spec"])
-    selector.register(imports_read, selectors.EVENT_READ, pid)
+    children[pid] = _Step(connection, report, request["spec"])
+    selector.register(report, selectors.EVENT_READ, pid)
+    return None
 
 
 def _reap(children: Children, refused: set[str], selector: selectors.BaseSelector) -> list[str]:
@@ -765,6 +866,14 @@ def _reap(children: Children, refused: set[str], selector: selectors.BaseSelecto
         os.close(step.report)
         imported += step.learn
     return imported
+
+
+def _ended(pid: int) -> bool:
+    """Reap a child that is no step (a spare let go); whether it is gone."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
 
 
 def _unknown(name: str, refused: set[str]) -> bool:
