@@ -25,7 +25,12 @@ preload (`DIGEST.preload`), so its next run starts the server before it has load
 pipeline (`prestart`).
 
 Protocol, one JSON line each way: the client sends the step; the server
-answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends.
+answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends. The step
+itself tells the server its status as its last act (`_report`), so the caller does not
+wait for the step's copy of the server to be torn down; and the step usually runs in a
+spare child forked while the server was idle (`_Spare`), so it does not wait for the fork
+either. `ps` therefore shows one more process per server: the spare, which shares the
+server's memory and holds none of its own.
 """
 
 from __future__ import annotations
