@@ -234,7 +234,7 @@ class Engine:
         state.seconds = time.perf_counter() - started
         if code != 0 or self.stopping:
             state.status = FAILED
-            state.error = _cause(work / LOG) if not self.stopping else "interrupted"
+            state.error = _cause(work / LOG, code) if not self.stopping else "interrupted"
             state.log = self._keep_failure(name, work)
             return state
         metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))["metrics"]
@@ -357,7 +357,7 @@ class _Forked:
     def wait(self) -> int:
         self.process.join()
         code = self.process.exitcode
-        return 1 if code is None else abs(code) if code < 0 else code
+        return 1 if code is None else code  # -N: killed by signal N, as Popen has it
 
 
 _PRELOADED: list[str] = []
@@ -522,13 +522,26 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
         )
 
 
-def _cause(log: Path) -> str:
-    """The step's one-line cause: the runtime's `kfg: ...` line, or the log's last line."""
+def _cause(log: Path, code: int | None = None) -> str:
+    """The step's one-line cause: the runtime's `kfg: ...` line; else (a crash, a signal,
+    a library calling exit) how its process ended and the last line it printed, which is
+    only a clue: often a cell's own output."""
     try:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return "the step failed"
+        lines = []
     for line in reversed(lines):
         if line.startswith("kfg: "):
             return line[len("kfg: ") :]
-    return lines[-1] if lines else "the step failed"
+    if code is None:
+        return lines[-1] if lines else "the step failed"
+    if code < 0:
+        try:
+            ended = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            ended = f"was killed by signal {-code}"
+    else:
+        ended = f"exited with status {code}"
+    last = next((line.strip() for line in reversed(lines) if line.strip()), None)
+    tail = f"; the last line it printed: {last}" if last else ", printing nothing"
+    return f"the step's process {ended} without reporting an error{tail}"

@@ -25,7 +25,8 @@ preload (`DIGEST.preload`), so its next run starts the server before it has load
 pipeline (`prestart`).
 
 Protocol, one JSON line each way: the client sends the step; the server
-answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends. The step
+answers `{"pid": N}` once forked, then `{"exit": CODE}` when the step ends (`-N` when
+signal N ended it, as `Popen.returncode` has it). The step
 itself tells the server its status as its last act (`_report`), so the caller does not
 wait for the step's copy of the server to be torn down; and the step usually runs in a
 spare child forked while the server was idle (`_Spare`), so it does not wait for the fork
@@ -865,7 +866,7 @@ def _reap(children: Children, refused: set[str], selector: selectors.BaseSelecto
             continue
         step = children.pop(pid)
         step.receive(refused)  # what it wrote just before it ended
-        step.tell(abs(os.waitstatus_to_exitcode(status)))
+        step.tell(os.waitstatus_to_exitcode(status))  # -N: killed by signal N, as Popen
         with contextlib.suppress(KeyError, ValueError):
             selector.unregister(step.report)
         os.close(step.report)

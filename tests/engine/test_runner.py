@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kfg.engine import runner
 from kfg.engine.cache import Cache
 from kfg.engine.runner import Engine, EngineError, RunSummary
 from tests.pipelines import make, messages
@@ -97,6 +98,33 @@ def test_no_cache_from_and_only(tmp_path: Path) -> None:
     only = _run(result, tmp_path, only="double")
     assert _executions(counter) == ["double"]  # --only runs the step, cached or not
     assert [s.status for s in only.steps] == ["cached", "done", "skipped", "skipped"]
+
+
+@pytest.mark.parametrize(
+    ("ending", "cause"),
+    [
+        ("os._exit(3)", "exited with status 3"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL"),
+    ],
+)
+@pytest.mark.parametrize("warm_idle", ["300", "0"])  # the warm server; else a fork or not
+def test_a_step_that_dies_without_a_word_says_how_its_process_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str, cause: str, warm_idle: str
+) -> None:
+    # Not its last line of output alone, which is often a cell's result ("7").
+    monkeypatch.setenv("KFG_WARM_IDLE", warm_idle)
+    monkeypatch.setattr(runner, "_WARM", {})  # asked afresh, under this setting
+    result = make(
+        tmp_path,
+        [("code", f"import os, signal\nprint('half way')\n{ending}\nx = 1")],
+        [{"name": "dies", "cells": [1]}],
+    )
+    assert result.ok, messages(result)
+    (state,) = _run(result, tmp_path).steps
+    assert state.status == "failed"
+    assert state.error == (
+        f"the step's process {cause} without reporting an error; the last line it printed: half way"
+    )
 
 
 def test_only_needs_cached_inputs(tmp_path: Path) -> None:
