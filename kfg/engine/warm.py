@@ -733,15 +733,13 @@ def _read_request(connection: socket.socket) -> dict[str, Any] | None:
     return request if isinstance(request, dict) and "spec" in request else None
 
 
-def _forked(listener: socket.socket, connection: socket.socket | None = None) -> bool:
-    """In a child just forked from the server: drop what is the server's alone; False in
-    the server itself."""
+def _forked(listener: socket.socket, connection: socket.socket | None = None) -> None:
+    """In a child just forked from the server: drop what is the server's alone."""
     signal.set_wakeup_fd(-1)  # the server's pipe and handler are not the step's
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     listener.close()
     if connection is not None:
         connection.close()
-    return True
 
 
 class _Spare:
@@ -770,13 +768,16 @@ class _Spare:
                 os.close(descriptor)
             return None
         if pid == 0:
-            _forked(listener)
-            os.close(requests_write)
-            os.close(report_read)
-            request = _awaited(requests_read)
-            if request is None:
-                os._exit(0)
-            _child(request, report_write)
+            try:  # whatever happens, this child never goes on as a second server
+                _forked(listener)
+                os.close(requests_write)
+                os.close(report_read)
+                request = _awaited(requests_read)
+                if request is None:
+                    os._exit(0)
+                _child(request, report_write)
+            finally:
+                os._exit(1)
         os.close(requests_read)
         os.close(report_write)
         return _Spare(pid, requests_write, report_read)
@@ -802,11 +803,11 @@ class _Spare:
 
 def _awaited(descriptor: int) -> dict[str, Any] | None:
     """In a spare: the request the server hands over, or None when it closes the pipe."""
-    with os.fdopen(descriptor, "rb") as pipe:
-        data = pipe.read()
     try:
+        with os.fdopen(descriptor, "rb") as pipe:
+            data = pipe.read()
         request = json.loads(data) if data else None
-    except ValueError:
+    except (OSError, ValueError):
         return None
     return request if isinstance(request, dict) else None
 
@@ -840,9 +841,12 @@ def _start(
             connection.close()
             return None
         if pid == 0:
-            _forked(listener, connection)
-            os.close(report)
-            _child(request, report_write)
+            try:  # whatever happens, this child never goes on as a second server
+                _forked(listener, connection)
+                os.close(report)
+                _child(request, report_write)
+            finally:
+                os._exit(1)
         os.close(report_write)
     os.set_blocking(report, False)
     with contextlib.suppress(OSError):
