@@ -522,7 +522,7 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
         )
 
 
-def _cause(log: Path, code: int | None = None) -> str:
+def _cause(log: Path, code: int) -> str:
     """The step's one-line cause: the runtime's `kfg: ...` line; else (a crash, a signal,
     a library calling exit) how its process ended and the last line it printed, which is
     only a clue: often a cell's own output."""
@@ -533,8 +533,6 @@ def _cause(log: Path, code: int | None = None) -> str:
     for line in reversed(lines):
         if line.startswith("kfg: "):
             return line[len("kfg: ") :]
-    if code is None:
-        return lines[-1] if lines else "the step failed"
     if code < 0:
         try:
             ended = f"was killed by {signal.Signals(-code).name}"

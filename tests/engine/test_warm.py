@@ -574,7 +574,7 @@ def test_a_step_whose_server_stops_answering_fails_and_says_why(tmp_path: Path) 
     assert step is not None
     assert step.wait() == 1
     server.join(5)
-    assert runner._cause(log) == "the warm server stopped answering before step 4242 ended"
+    assert runner._cause(log, 1) == "the warm server stopped answering before step 4242 ended"
 
 
 def test_a_step_reports_the_modules_imported_after_it_started_then_its_status() -> None:
