@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.linear_model import LogisticRegression
 
+from kfg.runtime import step as step_module
 from kfg.runtime.step import StepFailed, load_value, run_step, save_value, write_value
 
 HAS_PYARROW = pytest.importorskip("importlib.util").find_spec("pyarrow") is not None
@@ -228,6 +229,43 @@ def test_the_digest_computed_while_writing_is_the_files_hash(tmp_path: Path, val
     written = write_value("v", value, str(tmp_path / "v"))
     assert written["sha256"] == sha256(tmp_path / "v")
     assert written["size"] == (tmp_path / "v").stat().st_size
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sizes=st.lists(st.integers(0, 300), max_size=30), threshold=st.integers(1, 400))
+def test_hashing_behind_the_writer_sees_every_byte_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int], threshold: int
+) -> None:
+    # Tiny thresholds put small writes, gathered writes and writes split into pieces on
+    # both sides of the switch to hashing behind the writer.
+    monkeypatch.setattr(step_module._Hashing, "THREADED", threshold)
+    monkeypatch.setattr(step_module._Hashing, "GATHERED", 16)
+    monkeypatch.setattr(step_module._Behind, "CHUNK", 32)
+    target = tmp_path / "v"
+    with target.open("w+b") as handle:
+        sink = step_module._Hashing(handle)
+        for index, size in enumerate(sizes):
+            assert sink.write(bytes([index % 251]) * size) == size
+        digest = sink.hexdigest()
+    expected = b"".join(bytes([i % 251]) * n for i, n in enumerate(sizes))
+    assert target.read_bytes() == expected
+    assert digest == hashlib.sha256(expected).hexdigest()
+    assert sink.size == len(expected)
+
+
+def test_a_value_is_hashed_whole_when_reading_it_back_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> int:
+        raise OSError("read back refused")
+
+    monkeypatch.setattr(os, "preadv", broken)
+    value = {"blob": bytes(range(256)) * 20_000}  # past THREADED: hashed behind the writer
+    written = write_value("v", value, str(tmp_path / "v"))
+    assert written["sha256"] == sha256(tmp_path / "v")
+    assert load_value(str(tmp_path / "v")) == value
 
 
 _PRODUCE = """
