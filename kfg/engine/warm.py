@@ -66,6 +66,7 @@ DEFAULT_IDLE = 300.0
 # Variables a shell changes between commands without changing what a step computes.
 VOLATILE = {"PWD", "OLDPWD", "_", "SHLVL", "COLUMNS", "LINES", "TERM_SESSION_ID"}
 CONNECT_TIMEOUT = 2.0
+START_TIMEOUT = 20.0  # how long a server being started may take to bind its socket
 REPORT_MAX = 60_000  # bytes of module names a step reports to the server
 LEARNED_MAX = 5_000  # module names a server keeps for the next one of its key
 TICK = 0.5  # how often an idle server looks whether its socket is still there
@@ -151,15 +152,25 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
     if _answers(address):
         return address
     if not _starting(address):  # else a server of this key is on its way: wait for it
-        _spawn(address, preload)
+        _SPAWNED[address] = _spawn(address, preload)
     if not wait:
         return None
-    deadline = time.monotonic() + CONNECT_TIMEOUT
-    while time.monotonic() < deadline:  # the socket is bound before any import
-        if _answers(address):
-            return address
+    begun = time.monotonic()
+    while not _answers(address):  # the socket is bound before any import
+        waited = time.monotonic() - begun
+        # A server binds within milliseconds of starting, unless the machine is busy
+        # starting interpreters: one this process started is worth waiting for while it
+        # lives, since the alternative (this run's own forkserver) imports the prelude
+        # once more. (Another process's server may have died unseen: its zombie stays.)
+        ours = _SPAWNED.get(address)
+        alive = ours is not None and ours.poll() is None and waited < START_TIMEOUT
+        if waited >= CONNECT_TIMEOUT and not alive:
+            return None
         time.sleep(0.005)
-    return None
+    return address
+
+
+_SPAWNED: dict[Path, subprocess.Popen[bytes]] = {}  # the last server this process started
 
 
 def _answers(address: Path) -> bool:
@@ -172,7 +183,7 @@ def _answers(address: Path) -> bool:
     return _pid_at(address) is not None
 
 
-def _spawn(address: Path, preload: list[str]) -> None:
+def _spawn(address: Path, preload: list[str]) -> subprocess.Popen[bytes]:
     log = address.with_suffix(".log")
     with log.open("ab") as handle:
         os.utime(log)  # a fresh start's log, which `_sweep` leaves alone
@@ -196,6 +207,7 @@ def _spawn(address: Path, preload: list[str]) -> None:
     # whose imports would compete with it.
     with contextlib.suppress(OSError):
         _write_whole(address.with_suffix(".starting"), str(server.pid))
+    return server
 
 
 def _write_whole(path: Path, text: str) -> None:

@@ -155,6 +155,43 @@ def test_a_socket_left_by_a_killed_server_is_replaced(servers: Path, tmp_path: P
     assert step is not None and step.wait() == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+@pytest.mark.parametrize("prestarted", [False, True], ids=["started-here", "prestarted"])
+def test_a_server_slow_to_start_is_waited_for_while_it_lives(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prestarted: bool
+) -> None:
+    # A busy machine (a CI worker next to another) can take seconds to start an
+    # interpreter: the caller that started the server waits for it, rather than give up
+    # after CONNECT_TIMEOUT and import the prelude again in a forkserver of its own.
+    slow = tmp_path / "slow-python"
+    delay = warm.CONNECT_TIMEOUT + 1.0
+    slow.write_text(f'#!/bin/sh\nsleep {delay}\nexec "{sys.executable}" "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(slow))
+    started = time.monotonic()
+    if prestarted:  # as `kfg.cli.main` does before it knows the preload for sure
+        assert warm.ensure(PRELOAD, wait=False) is None
+    address = warm.ensure(PRELOAD)
+    assert address is not None
+    assert time.monotonic() - started >= delay
+    spec, log = _step_spec(tmp_path, "served", "print('served')")
+    step = warm.start_step(address, spec, log)
+    assert step is not None and step.wait() == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_a_server_that_dies_starting_is_not_waited_for(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    started = time.monotonic()
+    assert warm.ensure(PRELOAD) is None
+    assert time.monotonic() - started < warm.CONNECT_TIMEOUT + 1.0
+
+
 def test_zero_idle_turns_it_off(servers: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(warm.IDLE_VARIABLE, "0")
     assert warm.ensure(PRELOAD) is None
