@@ -363,20 +363,21 @@ class _Hashing:
     THREADED = 1 << 20  # once this much is written, hash behind the writer
     GATHERED = 1 << 16  # behind the writer, smaller writes reach the OS in batches this large
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle  # opened "w+b": the thread reads back what is written
+    def __init__(self, handle: Any, path: str) -> None:
+        self.handle = handle
+        self.path = path
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.closed = False
         self._gathered = bytearray()
         self._behind: _Behind | None = None
+        self._in_line = not hasattr(os, "preadv")  # no preadv (Windows): hash in line
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         count = view.nbytes
-        if self._behind is None and self.size + count >= self.THREADED and _Behind.usable():
-            self.handle.flush()  # what came before is in the file, and hashed
-            self._behind = _Behind(self.handle.fileno(), self.size, self.sha256)
+        if self._behind is None and not self._in_line and self.size + count >= self.THREADED:
+            self._go_behind()
         if self._behind is None:
             self.handle.write(view)
             self.sha256.update(view)
@@ -389,6 +390,15 @@ class _Hashing:
             self._behind.write(view)
         self.size += count
         return count
+
+    def _go_behind(self) -> None:
+        try:  # a file system that cannot read back a file being written keeps hashing in line
+            reader = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            self._in_line = True
+            return
+        self.handle.flush()  # what came before is in the file, and hashed
+        self._behind = _Behind(self.handle.fileno(), reader, self.size, self.sha256)
 
     def _hand_over(self) -> None:
         if self._behind is not None and self._gathered:
@@ -427,12 +437,13 @@ class _Hashing:
 
 
 class _Behind:
-    """Writes to a file descriptor, while a thread hashes what the OS already holds."""
+    """Writes to a file, while a thread hashes what the OS already holds of it."""
 
     CHUNK = 1 << 20  # written and read back in pieces this large (into one reused buffer)
 
-    def __init__(self, descriptor: int, start: int, sha256: Any) -> None:
-        self.descriptor = descriptor
+    def __init__(self, writer: int, reader: int, start: int, sha256: Any) -> None:
+        self.writer = writer
+        self.reader = reader  # closed by `finish`
         self.sha256 = sha256  # over the first `start` bytes so far
         self.written = start
         self.final = False
@@ -441,13 +452,9 @@ class _Behind:
         self.thread = threading.Thread(target=self._hash, args=(start,), daemon=True)
         self.thread.start()
 
-    @staticmethod
-    def usable() -> bool:
-        return hasattr(os, "preadv")  # elsewhere (Windows) the writer hashes in line
-
     def write(self, view: memoryview) -> None:
         while view.nbytes:  # piece by piece, so a large write is hashed while it goes on
-            count = os.write(self.descriptor, view[: self.CHUNK])
+            count = os.write(self.writer, view[: self.CHUNK])
             view = view[count:]
             with self.changed:
                 self.written += count
@@ -458,6 +465,7 @@ class _Behind:
             self.final = True
             self.changed.notify()
         self.thread.join()
+        os.close(self.reader)
         return None if self.failed else self.sha256.hexdigest()
 
     def _hash(self, hashed: int) -> None:
@@ -470,7 +478,7 @@ class _Behind:
                     written, final = self.written, self.final
                 while hashed < written:
                     piece = buffer[: min(self.CHUNK, written - hashed)]
-                    count = os.preadv(self.descriptor, [piece], hashed)
+                    count = os.preadv(self.reader, [piece], hashed)
                     if count <= 0:
                         raise OSError(f"the file ends at {hashed} of {written} bytes written")
                     self.sha256.update(piece[:count])
@@ -502,8 +510,8 @@ def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
     os.makedirs(directory, exist_ok=True)
     if os.path.isdir(path):  # a directory value of an earlier run at this path
         shutil.rmtree(path)
-    with open(path, "w+b") as handle:
-        sink = _Hashing(handle)
+    with open(path, "wb") as handle:
+        sink = _Hashing(handle, path)
         try:
             fmt = _save(value, sink, path)
         finally:

@@ -269,8 +269,8 @@ def test_hashing_behind_the_writer_sees_every_byte_in_order(
     monkeypatch.setattr(step_module._Hashing, "GATHERED", 16)
     monkeypatch.setattr(step_module._Behind, "CHUNK", 32)
     target = tmp_path / "v"
-    with target.open("w+b") as handle:
-        sink = step_module._Hashing(handle)
+    with target.open("wb") as handle:
+        sink = step_module._Hashing(handle, str(target))
         for index, size in enumerate(sizes):
             assert sink.write(bytes([index % 251]) * size) == size
         digest = sink.hexdigest()
@@ -291,6 +291,25 @@ def test_a_value_is_hashed_whole_when_reading_it_back_fails(
     written = write_value("v", value, str(tmp_path / "v"))
     assert written["sha256"] == sha256(tmp_path / "v")
     assert load_value(str(tmp_path / "v")) == value
+
+
+def test_a_file_that_cannot_be_opened_for_reading_is_hashed_in_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Say, a bucket mounted write-only: the value is written all the same.
+    opened = os.open
+
+    def no_reading(path: Any, flags: int, *args: Any) -> int:
+        if flags == os.O_RDONLY and str(path).startswith(str(tmp_path)):
+            raise PermissionError("not readable here")
+        return opened(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_reading)
+    value = {"blob": bytes(range(256)) * 20_000, "more": list(range(50_000))}
+    written = write_value("v", value, str(tmp_path / "v"))
+    monkeypatch.undo()
+    assert written["sha256"] == sha256(tmp_path / "v")
+    assert written["size"] == (tmp_path / "v").stat().st_size
 
 
 _PRODUCE = """
