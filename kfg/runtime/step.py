@@ -527,13 +527,12 @@ def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
 # read back once, whole, soon after: compressing and dictionary-encoding it (pyarrow's
 # defaults) makes a 1e7-row frame's write 2-3x and its read 5-10x slower (measured with
 # benchmarks/data_passing.py), to save disk space a step's file holds only until the next
-# run replaces it. Text whose values repeat is the exception (`_repetitive_text`).
+# run replaces it.
 _PARQUET_OPTIONS: dict[str, Any] = {
     "compression": None,
     "use_dictionary": False,
     "write_statistics": False,
 }
-_TEXT_SAMPLE = 10_000  # values looked at to tell whether a text column repeats itself
 # Formats whose library writes a path itself (and may rewrite it): hashed after writing.
 _WRITTEN_BY_NAME = frozenset({"torch", "keras"})
 _PICKLE_PROTOCOL = 5
@@ -584,8 +583,7 @@ def _save(value: Any, sink: _Hashing, path: str) -> str:
         return "module"
     if root == "pandas" and hasattr(value, "to_pickle"):
         if _parquet_faithful(value):
-            options = {**_PARQUET_OPTIONS, "use_dictionary": _repetitive_text(value)}
-            value.to_parquet(sink, engine="pyarrow", **options)
+            value.to_parquet(sink, engine="pyarrow", **_PARQUET_OPTIONS)
             return "parquet"
         pickle.dump(value, sink, protocol=_PICKLE_PROTOCOL)
         return "pandas-pickle"
@@ -649,26 +647,6 @@ def _parquet_faithful(value: Any) -> bool:
     elif type(index) is not pandas.Index or index.name is not None or not _parquet_column(index):
         return False
     return all(_parquet_column(value.iloc[:, i]) for i in range(len(labels)))
-
-
-def _repetitive_text(frame: Any) -> list[str]:
-    """The text columns to dictionary-encode: those whose values repeat (labels,
-    categories, codes), judged from an evenly spaced sample of their values.
-
-    Stored once each and referred to by number, such text writes faster, reads 1.4x faster
-    and takes a third less room in data_passing.py's frame (1e7 rows, 1,000 labels); text
-    that is mostly distinct would make pyarrow hash a dictionary it then abandons, and
-    write 1.4x slower, so it stays plain.
-    """
-    names = []
-    for position, name in enumerate(frame.columns):
-        column = frame.iloc[:, position]
-        if str(column.dtype) != "str" or not len(column):
-            continue
-        sample = column.iloc[:: max(1, len(column) // _TEXT_SAMPLE)]
-        if sample.nunique() <= len(sample) // 2:
-            names.append(name)
-    return names
 
 
 def _parquet_column(column: Any) -> bool:

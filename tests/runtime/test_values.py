@@ -73,28 +73,6 @@ def test_a_data_frame_is_a_parquet_file_any_reader_opens(tmp_path: Path) -> None
     assert_same_frame(load_value(str(tmp_path / "df")), value)
 
 
-@needs_pyarrow
-def test_repeated_text_is_dictionary_encoded_and_distinct_text_is_not(tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    rows = 50_000
-    labels = np.array(["red", "green", "blue", None], dtype=object)[np.arange(rows) % 4]
-    value = pd.DataFrame(
-        {
-            "label": pd.Series(labels, dtype="str"),
-            "id": pd.Series([f"row-{i}" for i in range(rows)], dtype="str"),
-            "x": np.arange(rows, dtype=np.float64),
-        }
-    )
-    assert save_value("df", value, str(tmp_path / "df")) == "parquet"
-    group = pq.ParquetFile(tmp_path / "df").metadata.row_group(0)
-    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
-    assert chunks["label"].has_dictionary_page
-    assert not chunks["id"].has_dictionary_page
-    assert not chunks["x"].has_dictionary_page
-    assert_same_frame(load_value(str(tmp_path / "df")), value)
-
-
 def test_arrays_pickles_and_models_are_their_libraries_files(tmp_path: Path) -> None:
     array = np.arange(12, dtype="float32").reshape(3, 4)
     assert save_value("a", array, str(tmp_path / "a")) == "npy"
@@ -175,7 +153,7 @@ def frames(draw: st.DrawFn) -> pd.DataFrame:
         kind = draw(_COLUMN)
         if kind in ("str", "object-text", "category"):
             text = st.text(max_size=5)
-            if kind == "str":  # missing text is NaN there; dictionary-encoded or not
+            if kind == "str":  # missing text is NaN there
                 text = st.one_of(st.none(), st.sampled_from(["a", "bb"]), text)
             texts = draw(st.lists(text, min_size=rows, max_size=rows))
             dtype = {"str": "str", "object-text": object, "category": "category"}[kind]
