@@ -5,18 +5,22 @@
    and no warm step server up (so kfg imports pandas as the script does; the same run
    with the server up is printed beside it; what earlier runs noted beside the servers is
    kept unless --first-ever: see local_engine.nothing_warm),
-   against the same cells executed top to bottom in one Python process. Runs alternate
-   (one-process, kfg, one-process, kfg, ...) so both see the same machine load; the ratio
-   of each pair is printed, then their median, and the ratio of the fastest run of each
-   (the least disturbed by other work on the machine). Goal: kfg at most 1.5x at 1e6 and
-   1e7 rows.
+   against the same cells executed top to bottom in one Python process. Runs alternate,
+   and so does their order (one process first in even pairs, kfg first in odd ones): on
+   this VM the position of a memory-heavy run in a sequence changes its time by up to a
+   third (the guest hands freed memory back to the host, and touching it again is slow),
+   which would otherwise always count for or against the same side. The
+   ratio of each pair is printed, then their median, and the ratio of the fastest run of
+   each (the least disturbed by other work on the machine). Goal: kfg at most 1.5x at 1e6
+   and 1e7 rows; use an even number of repeats.
 2. `save_value` / `load_value` against the library's own write and read of the same value
    (DataFrame as pickle and, with pyarrow, Parquet; a NumPy array; a plain Python object),
-   alternating, median of the repeats. A read is followed by one pass over the data, so a
-   memory-mapped load is charged for the pages it maps in.
+   alternating, and alternating which goes first, median of the repeats. A read is
+   followed by one pass over the data, so a memory-mapped load is charged for the pages it
+   maps in.
 
 Wall times on a shared 2-core machine are noisy: read the ratios, not the seconds.
-`python benchmarks/data_passing.py [--rows 1000000 10000000] [--repeats 3] [--micro-rows N]`
+`python benchmarks/data_passing.py [--rows 1000000 10000000] [--repeats 4] [--micro-rows N]`
 """
 
 from __future__ import annotations
@@ -120,9 +124,13 @@ def pipeline(directory: Path, rows: list[int], repeats: int) -> None:
     kfg_run(directory, 1000)  # warm the file cache and the byte-compiled modules
     for count in rows:
         pairs, warmed = [], []
-        for _ in range(repeats):
-            alone = one_process(directory, count)
-            engine = kfg_run(directory, count)
+        for repeat in range(repeats):
+            if repeat % 2 == 0:
+                alone = one_process(directory, count)
+                engine = kfg_run(directory, count)
+            else:
+                engine = kfg_run(directory, count)
+                alone = one_process(directory, count)
             again = kfg_run(directory, count, warm_server=True)  # the server it started
             pairs.append((alone, engine))
             warmed.append(again / alone)
@@ -156,14 +164,13 @@ def _touch(value: Any) -> float:
 def _median_pair(
     repeats: int, first: Callable[[], object], second: Callable[[], object]
 ) -> tuple[float, float]:
-    a, b = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        first()
-        a.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        second()
-        b.append(time.perf_counter() - start)
+    a: list[float] = []
+    b: list[float] = []
+    for repeat in range(repeats):  # which goes first alternates too
+        for run, times in [(first, a), (second, b)][:: 1 if repeat % 2 == 0 else -1]:
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
     return statistics.median(a), statistics.median(b)
 
 
@@ -275,7 +282,7 @@ def main() -> None:
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=float, nargs="+", default=[1e6, 1e7])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--micro-rows", type=float, default=1e6)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-micro", action="store_true")
