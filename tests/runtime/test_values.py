@@ -271,6 +271,36 @@ def test_a_value_is_hashed_whole_when_reading_it_back_fails(
     assert load_value(str(tmp_path / "v")) == value
 
 
+def test_a_full_disk_fails_the_write_and_leaves_no_hashing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import threading
+
+    def full(descriptor: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = threading.active_count()
+    target = tmp_path / "v"
+    with target.open("wb") as handle:
+        sink = step_module._Hashing(handle, str(target))
+        sink.write(bytes(2 << 20))  # past THREADED: hashed behind the writer
+        sink.write(b"tail")  # gathered, reaches the disk with the digest
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(OSError, match="No space left"):
+            sink.hexdigest()
+    monkeypatch.undo()
+    assert threading.active_count() == before
+    with target.open("wb") as handle:  # and a large write that fails on the way
+        sink = step_module._Hashing(handle, str(target))
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(OSError, match="No space left"):
+            sink.write(bytes(2 << 20))
+        monkeypatch.undo()
+        assert sink.hexdigest() is not None  # what reached the file: nothing
+    assert threading.active_count() == before
+
+
 def test_a_file_that_cannot_be_opened_for_reading_is_hashed_in_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
