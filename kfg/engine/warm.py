@@ -54,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -643,10 +643,15 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
         return
     ours = _inode(address)
     sys.path[:] = path  # the caller's, so the preloaded modules are the ones it would import
-    for name in preload:
-        with contextlib.suppress(Exception):  # the step reports a broken import itself
-            __import__(name)
+    with _importing():
+        for name in preload:
+            with contextlib.suppress(Exception):  # the step reports a broken import itself
+                __import__(name)
     os.chdir("/")  # pin no directory while idle; each step moves to its caller's
+    refused: set[str] = set()
+    memory = address.with_suffix(".learned")
+    with _importing():
+        learned, accepting = _learn(_recalled(memory), refused)
     # A step's end wakes the selector at once (SIGCHLD writes to this pipe), so the caller
     # hears of it within microseconds rather than at the next tick.
     wake_read, wake_write = os.pipe()
@@ -658,10 +663,6 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
     selector.register(listener, selectors.EVENT_READ, "listener")
     selector.register(wake_read, selectors.EVENT_READ, "child")
     children: Children = {}
-    refused: set[str] = set()
-    memory = address.with_suffix(".learned")
-    learned, accepting = _learn(_recalled(memory), refused)
-    _freeze()
     spare: _Spare | None = None  # forked ahead of the next request (see _Spare)
     spent: list[int] = []  # spares let go, until reaped
     swept = False  # the folder, once, at the first quiet moment (see _sweep)
@@ -693,13 +694,13 @@ def serve(address: Path, preload: list[str], path: list[str], idle: float) -> No
             imported = _reap(children, refused, selector)
             spent = [pid for pid in spent if not _ended(pid)]
             if imported and accepting:
-                fresh, accepting = _learn(imported, refused)
+                with _importing():
+                    fresh, accepting = _learn(imported, refused)
                 if not accepting:  # the next run starts a server without that thread
                     _retire(address, ours, selector, listener)
                 elif fresh:
                     learned += fresh
                     _remember(memory, learned)
-                    _freeze()
                 if spare is not None and (fresh or not accepting):  # it lacks them
                     spare.discard()
                     spent.append(spare.pid)
@@ -915,18 +916,34 @@ def _pid_in(path: Path) -> int | None:
         return None
 
 
-def _freeze() -> None:
-    """Keep the server's objects out of its steps' garbage collections.
+@contextlib.contextmanager
+def _importing() -> Iterator[None]:
+    """Import with the collector off, then keep what was imported out of the steps' collections.
 
-    A forked step shares the server's memory until it writes to it, and a full collection
-    writes to every object it visits: in a step forked from a server holding pandas and
-    scikit-learn, one `gc.collect()` took about 110 ms and copied the pages it touched,
-    against about 10 ms once the server's objects are frozen (gc.freeze, meant for exactly
-    this: a parent that forks workers). Nothing the server imported is ever freed anyway,
-    and freezing costs nothing (it moves the collector's lists whole), so no collection
-    first delays the first step.
+    Importing pandas and scikit-learn allocates hundreds of thousands of objects, and the
+    collections those allocations trigger find next to nothing to free (about 1,200
+    unreachable objects after the wine prelude) while taking a tenth or more of the import:
+    the prelude's import took 1.61 s against 1.76 s (medians of 16, alternating) with the
+    collector off, which is the advice of `gc.freeze`'s documentation for a parent that
+    forks workers. The collector is on again afterwards, in the server and in every step it
+    forks, so a step collects its own garbage as it would in its pod.
+
+    Then the server's objects are frozen. A forked step shares the server's memory until
+    it writes to it, and a full collection writes to every object it visits: in a step
+    forked from a server holding pandas and scikit-learn, one `gc.collect()` took about
+    110 ms and copied the pages it touched, against about 10 ms once the server's objects
+    are frozen. Nothing the server imported is ever freed anyway, and freezing costs
+    nothing (it moves the collector's lists whole), so no collection first delays the
+    first step.
     """
-    gc.freeze()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def stop_servers(wait: float = 0.0) -> int:

@@ -379,6 +379,42 @@ def test_steps_fork_from_a_frozen_heap(servers: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
+def test_the_server_imports_without_collecting_and_its_steps_collect(
+    servers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Collections during a large import free next to nothing and cost a tenth of it; a
+    # step must still collect its garbage as it would in its pod.
+    base = tmp_path / "userbase"  # an installed package, as only those are learned
+    monkeypatch.setenv("PYTHONUSERBASE", str(base))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = base / "lib" / version / "site-packages"
+    (site / "probe").mkdir(parents=True)
+    record = "import gc, os\nwith open(os.environ['PROBE_LOG'], 'a') as f:\n"
+    (site / "probe" / "__init__.py").write_text(
+        f"{record}    f.write(f'{{os.getpid()}} probe {{gc.isenabled()}}\\n')\n"
+        "def first_call():\n    import probe.lazy\n"
+    )
+    (site / "probe" / "lazy.py").write_text(
+        f"{record}    f.write(f'{{os.getpid()}} lazy {{gc.isenabled()}}\\n')\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    probe_log = tmp_path / "probe.log"
+    monkeypatch.setenv("PROBE_LOG", str(probe_log))
+    address = warm.ensure([*PRELOAD, "probe"])
+    assert address is not None
+    server = str(_server_pid(address))
+    code = "import gc, probe\nprint('collecting', gc.isenabled())\nprobe.first_call()"
+    assert "collecting True" in _run_step(address, tmp_path, "first", code)
+    deadline = time.monotonic() + 10  # the server learns probe.lazy once it reaps the step
+    while f"{server} lazy" not in probe_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = [line.split() for line in probe_log.read_text().splitlines()]
+    assert [name for pid, name, _ in lines if pid == server] == ["probe", "lazy"]
+    assert {on for pid, _, on in lines if pid == server} == {"False"}
+    assert [(name, on) for pid, name, on in lines if pid != server] == [("lazy", "True")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the warm server forks")
 def test_a_caller_waits_for_a_server_on_its_way_instead_of_starting_another(
     servers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
