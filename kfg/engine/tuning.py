@@ -238,7 +238,7 @@ def sampler(tuning: Tuning, types: dict[str, str], parallel: int | None = None) 
     seed = int(settings["random_state"]) if "random_state" in settings else None
     name = tuning.algorithm
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.RandomSampler() if seed is None else _seeded_random(seed)
     if name == "grid":
         grid = {s.name: _grid_values(s) for s in tuning.parameters}
         return optuna.samplers.GridSampler(grid, seed=seed)
@@ -298,6 +298,33 @@ def sampler(tuning: Tuning, types: dict[str, str], parallel: int | None = None) 
         " brackets of trials, which a single local study does not model; use tpe or random"
         " locally and keep hyperband for the cluster"
     )
+
+
+def _seeded_random(seed: int) -> Any:
+    """A random sampler whose trial N draws the same values however the trials interleave.
+
+    `random_state` is there to make a search repeatable, but Optuna reseeds a sampler from
+    the OS in each thread of a parallel study (optuna 5.0.0, optuna/study/_optimize.py:
+    `_optimize_sequential` calls `reseed_rng` when n_jobs != 1), and even without that the
+    threads would take turns drawing from one generator in whatever order they ran. Here
+    each value comes from a generator seeded by the seed, the trial's number and the
+    parameter's name, so two runs of the same study draw the same trials, one at a time
+    or `parallelTrials` at once, and a resumed study goes on as an uninterrupted one would.
+    """
+    import optuna
+
+    class Seeded(optuna.samplers.RandomSampler):
+        def reseed_rng(self) -> None:
+            """Nothing to reseed: every draw seeds its own generator."""
+
+        def sample_independent(
+            self, study: Any, trial: Any, param_name: str, param_distribution: Any
+        ) -> Any:
+            drawn = content_hash({"seed": seed, "trial": trial.number, "name": param_name})
+            one = optuna.samplers.RandomSampler(seed=int(drawn, 16) % 2**32)
+            return one.sample_independent(study, trial, param_name, param_distribution)
+
+    return Seeded(seed=seed)
 
 
 def suggest(trial: Any, space: SearchSpace, parameter_type: str) -> Any:

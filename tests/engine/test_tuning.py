@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +195,42 @@ def _tuning(name: str, **settings: object) -> Tuning:
 )
 def test_katib_algorithms_map_to_optuna_samplers(name: str, kind: type) -> None:
     assert isinstance(sampler(_tuning(name, random_state=1), {"x": "float"}), kind)
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_a_random_search_with_a_seed_draws_the_same_trials_however_they_interleave(
+    jobs: int,
+) -> None:
+    # optuna 5.0.0 optuna/study/_optimize.py: `_optimize_sequential` reseeds the sampler
+    # from the OS in every thread when n_jobs != 1, which made `random_state` do nothing
+    # for parallel trials.
+    space = [
+        SearchSpace("lr", "double", 1e-4, 1e-1, distribution="logUniform"),
+        SearchSpace("n", "int", 16, 128, step=16),
+        SearchSpace("kind", "categorical", values=("a", "b", "c")),
+    ]
+    types = {"lr": "float", "n": "int", "kind": "str"}
+    pause = random.Random()
+
+    def drawn(seed: int, n_jobs: int) -> dict[int, dict[str, Any]]:
+        tuning = _tuning("random", random_state=seed)
+        study = optuna.create_study(sampler=sampler(tuning, types, n_jobs))
+
+        def objective(trial: Any) -> float:
+            values = [suggest(trial, s, types[s.name]) for s in space]
+            time.sleep(pause.random() / 100)  # the threads finish in another order each run
+            return float(values[0])
+
+        study.optimize(objective, n_trials=12, n_jobs=n_jobs)
+        return {t.number: t.params for t in study.trials}
+
+    once = drawn(5, jobs)
+    assert drawn(5, jobs) == once
+    assert drawn(5, 1) == once  # parallel or not
+    assert drawn(6, jobs) != once
+    assert len({tuple(p.values()) for p in once.values()}) > 6  # still a random search
+    # Not one value for all: each parameter varies across trials.
+    assert all(len({p[s.name] for p in once.values()}) > 1 for s in space)
 
 
 def test_hyperopts_tpe_runs_as_katib_runs_it() -> None:
