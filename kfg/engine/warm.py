@@ -937,11 +937,13 @@ def _importing() -> Iterator[None]:
     first step.
     """
     enabled = gc.isenabled()
+    modules = len(sys.modules)
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if len(sys.modules) != modules:  # else nothing new to keep, only the loop's garbage
+            gc.freeze()
         if enabled:
             gc.enable()
 
