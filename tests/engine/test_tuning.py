@@ -19,6 +19,8 @@ from kfg.engine.cache import Cache
 from kfg.engine.tuning import (
     LEGACY_STUDIES,
     LOCAL_SETTINGS,
+    RECORD,
+    SHARED_STUDIES,
     STUDIES,
     TuneError,
     local_notes,
@@ -88,7 +90,10 @@ def test_the_study_is_a_journal_file_and_plots_are_drawn_only_when_asked(tmp_pat
     summary = tune(result.pipeline, result.flow, result.notebook, cache)
     assert summary.new_trials == 2 and summary.plots == {}
     assert not (cache.root / "tune").exists()  # no matplotlib on the way to the results
-    assert (cache.root / STUDIES).is_file() and not (cache.root / LEGACY_STUDIES).exists()
+    name = study_name(result.pipeline)
+    assert [p.name for p in (cache.root / STUDIES).iterdir()] == [f"{name}.journal"]
+    assert not (cache.root / SHARED_STUDIES).exists()
+    assert not (cache.root / LEGACY_STUDIES).exists()
     # Asked for later, of a finished study: drawn from the stored trials, none run.
     drawn = tune(result.pipeline, result.flow, result.notebook, cache, plots=True)
     assert drawn.new_trials == 0 and len(drawn.trials) == 2
@@ -125,6 +130,39 @@ def test_a_study_an_older_kfg_kept_in_sqlite_is_copied_and_resumes(tmp_path: Pat
     assert len(warnings) == 1 and "was copied from" in warnings[0]
     again = tune(result.pipeline, result.flow, result.notebook, Cache(root, warn=warnings.append))
     assert again.new_trials == 0 and len(again.trials) == 3 and len(warnings) == 1  # copied once
+
+
+def test_a_study_an_older_kfg_kept_in_the_shared_journal_is_copied_and_resumes(
+    tmp_path: Path,
+) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 3})
+    root = tmp_path / ".kfg"
+    root.mkdir()
+    # What kfg stored before a journal per study: every study in `studies.journal`.
+    shared = JournalStorage(JournalFileBackend(str(root / SHARED_STUDIES)))
+    optuna.create_study(storage=shared, study_name="other-study")
+    old = optuna.create_study(
+        storage=shared, study_name=study_name(result.pipeline), direction="maximize"
+    )
+    trial = old.ask()
+    trial.suggest_int("a", 1, 5)
+    trial.suggest_categorical("b", ["x", "y"])
+    trial.set_user_attr(RECORD, {"executed": ["load"], "metrics": {"score": 99.0}, "seconds": 1})
+    old.tell(trial, 99.0)
+    before = (root / SHARED_STUDIES).read_bytes()
+    warnings: list[str] = []
+    summary = tune(result.pipeline, result.flow, result.notebook, Cache(root, warn=warnings.append))
+    assert summary.new_trials == 2  # 3 trials wanted, 1 stored
+    assert (summary.trials[0].value, summary.trials[0].executed) == (99.0, ("load",))
+    assert len(warnings) == 1 and "was copied from" in warnings[0]
+    assert (root / SHARED_STUDIES).read_bytes() == before  # an older kfg still reads it
+    # Only this study came along; the other stays where it was.
+    copied = JournalStorage(JournalFileBackend(str(next((root / STUDIES).iterdir()))))
+    assert [s.study_name for s in copied.get_all_studies()] == [study_name(result.pipeline)]
+    again = tune(result.pipeline, result.flow, result.notebook, Cache(root, warn=warnings.append))
+    assert again.new_trials == 0 and len(again.trials) == 3 and len(warnings) == 1
 
 
 def test_goal_stops_the_study(tmp_path: Path) -> None:
