@@ -30,8 +30,9 @@ pay the prelude's imports as papermill's kernels and nbclient do.
 5. The same pipeline through kfp.local with SubprocessRunner(use_venv=False) (optional).
 
 `python benchmarks/local_engine.py [--trials 8 16 32] [--repeats 2] [--skip-kfp]
-[--sections run rerun tune kfp]`. The load average is printed, because a shared machine
-makes every figure noisy: compare ratios from one run, not seconds across runs.
+[--sections run rerun tune kfp]`. The load average is printed, and the CPU time the
+hypervisor stole during kfg's tune runs, because a shared machine makes every figure
+noisy: compare ratios from one run, not seconds across runs.
 """
 
 from __future__ import annotations
@@ -330,6 +331,18 @@ def kfp_local_seconds(workdir: Path, config: Path) -> float:
     return seconds
 
 
+def stolen() -> float:
+    """CPU seconds the hypervisor gave to others since boot (the `steal` column of
+    /proc/stat), 0 where there is none. A figure taken while the host steals is slower for
+    reasons that are not kfg's: printed beside the tune figures so runs can be compared."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def spread(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:6.2f} s"
@@ -456,15 +469,17 @@ def main() -> None:
                 papermill_sweep(pool, work, source, warm_params)
                 for trials in args.trials:
                     kfg_times, pm_times, limits, measured = [], [], [], []
+                    steal = 0.0  # during kfg's runs
                     params = fallback[trials]
                     for repeat in range(args.repeats):
                         cache = work / f"cache-{trials}"
+                        if repeat % 2 == 1:
+                            pm = papermill_sweep(pool, work, source, params)
+                        before = stolen()
+                        seconds, params = kfg_tune(tuned / "kale.yaml", trials, cache, work)
+                        steal += stolen() - before
                         if repeat % 2 == 0:
-                            seconds, params = kfg_tune(tuned / "kale.yaml", trials, cache, work)
                             pm = papermill_sweep(pool, work, source, params)
-                        else:
-                            pm = papermill_sweep(pool, work, source, params)
-                            seconds, params = kfg_tune(tuned / "kale.yaml", trials, cache, work)
                         profile = shape.profile(params, PARALLEL)
                         limit, real, how = shape.tune_limit(profile, PARALLEL)
                         kfg_times.append(seconds)
@@ -479,12 +494,14 @@ def main() -> None:
                         f"   papermill sweep {spread(pm_times)}   (papermill / kfg {p / k:.2f}x)"
                         f"   physical limit {lim:.2f} s, measured {real:.2f} s [{how}]"
                         f"   kfg / limit {k / lim:.2f}x (measured: {k / real:.2f}x)"
+                        f"   [host steal during kfg's runs: {steal:.2f} CPU-s]"
                     )
                     results[f"tune-{trials}"] = {
                         "kfg": kfg_times,
                         "papermill": pm_times,
                         "limit": limits,
                         "limit_measured": measured,
+                        "steal": steal,
                     }
 
         if "kfp" in sections:
