@@ -19,7 +19,11 @@
    followed by one pass over the data, so a memory-mapped load is charged for the pages it
    maps in.
 
-Wall times on a shared 2-core machine are noisy: read the ratios, not the seconds.
+Wall times on a shared 2-core machine are noisy: read the ratios, not the seconds. Before
+section 1 the script prints what touching fresh memory costs here (`fresh_memory`): at 1e7
+rows each step fills hundreds of MB it never touched, and on a virtual machine that hands
+freed memory back to its host that costs several times what the same work costs on a
+laptop, and varies with what ran just before.
 `python benchmarks/data_passing.py [--rows 1000000 10000000] [--repeats 4] [--micro-rows N]`
 """
 
@@ -279,6 +283,33 @@ def main() -> None:
         shutil.rmtree(sockets, ignore_errors=True)
 
 
+def fresh_memory() -> str:
+    """How this machine charges for memory a process touches for the first time.
+
+    A value passed between steps is written by one process and read by the next, and each
+    reader fills pages it never touched before, where the one-process script can reuse
+    memory it freed a moment ago. On a virtual machine whose guest reports freed memory to
+    the host (virtio-balloon free page reporting, within seconds), touching such pages again
+    costs the host's faults too: 512 MB then took 1.4-1.7 s against 0.07 s when reused at
+    once, on the machine these figures come from. Printed so that figures from different
+    machines are read with that in mind.
+    """
+    import numpy
+
+    seconds = []
+    for pause in (0.0, 0.0, 4.0):
+        time.sleep(pause)
+        start = time.perf_counter()
+        block = numpy.ones(64 * 1024 * 1024)  # 512 MB, every page written
+        seconds.append(time.perf_counter() - start)
+        del block
+    first, again, later = seconds
+    return (
+        f"# touching 512 MB: {first:.2f} s fresh, {again:.2f} s again at once,"
+        f" {later:.2f} s again after 4 s idle"
+    )
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=float, nargs="+", default=[1e6, 1e7])
@@ -304,6 +335,8 @@ def _main() -> None:
 
             versions[name] = version(name)
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {json.dumps(versions)}")
+    if not args.skip_pipeline and "numpy" in versions:
+        print(fresh_memory())
     with tempfile.TemporaryDirectory(prefix="kfg-data-bench-") as scratch:
         directory = Path(scratch)
         (directory / ".git").mkdir()
