@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kfg import runtime
+from kfg.runtime.step import hash_file
 
 RESULT = "result.json"
 OUTPUTS = "outputs"
@@ -35,11 +36,7 @@ KEY_VERSION = 2
 
 def file_digest(path: Path) -> str:
     """The sha256 of a value's file, as the step runtime computes it while writing."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(str(path))[1]
 
 
 def step_key(

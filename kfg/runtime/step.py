@@ -525,7 +525,7 @@ def write_value(name: str, value: Any, path: str) -> dict[str, Any]:
         finally:
             hashed = sink.hexdigest()  # always ends the hashing thread
     if fmt in _WRITTEN_BY_NAME or hashed is None:
-        size, digest = _hash_file(path)
+        size, digest = hash_file(path)
     else:
         size, digest = sink.size, hashed
     return {"format": fmt, "size": size, "sha256": digest}
@@ -564,7 +564,9 @@ def format_imports(modules: list[str]) -> list[str]:
     return names
 
 
-def _hash_file(path: str) -> tuple[int, str]:
+def hash_file(path: str) -> tuple[int, str]:
+    """The size and sha256 of a value's file: what `write_value` reports, and how the local
+    engine's cache checks a file it did not see written."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
