@@ -1,19 +1,44 @@
-"""What several commands share: usage errors and atomic file writes."""
+"""What several commands share: usage errors, atomic file writes, and the options of the
+commands a rendered Job runs in the cluster (`kfg trial`, `kfg schedule-run`)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+from kfg.config.model import DEFAULT_KFP_ENDPOINT
 
 if TYPE_CHECKING:
     from kfg.core.load import LoadResult
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+
+# The options `kfg trial` and `kfg schedule-run` share, declared once: the command lines
+# of the Jobs kfg renders (kfg.render.launcher) pass them.
+Pipeline = Annotated[str, typer.Option("--pipeline", help="Name of the KFP Pipeline.")]
+Version = Annotated[str, typer.Option("--version", help="Name of the PipelineVersion to run.")]
+Endpoint = Annotated[
+    str,
+    typer.Option("--endpoint", envvar="KF_PIPELINES_ENDPOINT", help="URL of the KFP API server."),
+]
+ENDPOINT = DEFAULT_KFP_ENDPOINT  # the in-cluster address of KFP's API server
+Namespace = Annotated[str | None, typer.Option("--namespace", help="Kubeflow profile namespace.")]
+Experiment = Annotated[
+    str | None,
+    typer.Option("--experiment", help="KFP experiment for the run (default: the pipeline's name)."),
+]
+Poll = Annotated[float, typer.Option("--poll", help="Seconds between status checks.")]
+TypedParams = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", help="Parameter as name:type=value, type one of int, float, str, bool."
+    ),
+]
 
 
 def usage_error(message: str) -> NoReturn:

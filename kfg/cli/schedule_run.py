@@ -7,33 +7,35 @@ import os
 
 import typer
 
-from kfg.cli.common import fail, usage_error
+from kfg.cli.common import (
+    ENDPOINT,
+    Endpoint,
+    Experiment,
+    Namespace,
+    Pipeline,
+    Poll,
+    TypedParams,
+    Version,
+    fail,
+    usage_error,
+)
 
 
 def command(
-    pipeline: str = typer.Option(..., "--pipeline", help="Name of the KFP Pipeline."),
-    version: str = typer.Option(..., "--version", help="Name of the PipelineVersion to run."),
+    pipeline: Pipeline,
+    version: Version,
     schedule: str = typer.Option(..., "--schedule", help="Name of the schedule in kale.yaml."),
     policy: str = typer.Option(
         "Forbid",
         "--concurrency-policy",
         help="Allow, Forbid (start nothing while a run of this schedule is active) or Replace.",
     ),
-    endpoint: str = typer.Option(
-        "http://ml-pipeline.kubeflow.svc.cluster.local:8888",
-        "--endpoint",
-        envvar="KF_PIPELINES_ENDPOINT",
-        help="URL of the KFP API server.",
-    ),
-    namespace: str | None = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
-    experiment: str | None = typer.Option(
-        None, "--experiment", help="KFP experiment for the run (default: the pipeline's name)."
-    ),
+    endpoint: Endpoint = ENDPOINT,
+    namespace: Namespace = None,
+    experiment: Experiment = None,
     timeout: float = typer.Option(7200, "--timeout", help="Seconds to wait for the run."),
-    poll: float = typer.Option(10, "--poll", help="Seconds between status checks."),
-    params: list[str] = typer.Option(
-        [], "--param", help="Parameter as name:type=value, type one of int, float, str, bool."
-    ),
+    poll: Poll = 10,
+    params: TypedParams = None,
 ) -> None:
     """Start the run of one schedule firing, unless its policy forbids it, and wait for it.
 

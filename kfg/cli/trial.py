@@ -7,40 +7,42 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from kfg.cli.common import fail, usage_error
+from kfg.cli.common import (
+    ENDPOINT,
+    Endpoint,
+    Experiment,
+    Namespace,
+    Pipeline,
+    Poll,
+    TypedParams,
+    Version,
+    fail,
+    usage_error,
+)
 
 if TYPE_CHECKING:
     from kfg.launcher.runs import Launcher, RunRequest
 
 
 def command(
-    pipeline: str = typer.Option(..., "--pipeline", help="Name of the KFP Pipeline."),
-    version: str = typer.Option(..., "--version", help="Name of the PipelineVersion to run."),
+    pipeline: Pipeline,
+    version: Version,
     run_name: str = typer.Option(..., "--run-name", help="Name of the run (the trial's name)."),
-    endpoint: str = typer.Option(
-        "http://ml-pipeline.kubeflow.svc.cluster.local:8888",
-        "--endpoint",
-        envvar="KF_PIPELINES_ENDPOINT",
-        help="URL of the KFP API server.",
-    ),
-    namespace: str | None = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
-    experiment: str | None = typer.Option(
-        None, "--experiment", help="KFP experiment for the run (default: the pipeline's name)."
-    ),
+    endpoint: Endpoint = ENDPOINT,
+    namespace: Namespace = None,
+    experiment: Experiment = None,
     timeout: float = typer.Option(
         7200,
         "--timeout",
         help="Deadline in seconds over everything: finding the pipeline, the run, its metrics.",
     ),
-    poll: float = typer.Option(10, "--poll", help="Seconds between status checks."),
+    poll: Poll = 10,
     metrics: list[str] = typer.Option(
         [],
         "--metric",
         help="Metric the run must report (repeatable; default: report whatever it reports).",
     ),
-    params: list[str] = typer.Option(
-        [], "--param", help="Parameter as name:type=value, type one of int, float, str, bool."
-    ),
+    params: TypedParams = None,
 ) -> None:
     """Start a run of a pipeline version, wait for it, print its metrics as name=value.
 
@@ -66,12 +68,12 @@ def command(
     run(request)
 
 
-def typed_params(arguments: list[str]) -> dict[str, Any]:
+def typed_params(arguments: list[str] | None) -> dict[str, Any]:
     """`--param name:type=value` arguments, as the rendered Jobs write them; exit 2 if not."""
     from kfg.launcher.params import ParameterError, parse_typed
 
     values = {}
-    for argument in arguments:
+    for argument in arguments or []:
         try:
             name, value = parse_typed(argument)
         except ParameterError as exc:
