@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 Cell = tuple[str, str] | tuple[str, str, list[str]]
 
 
-def notebook_json(cells: list[Cell], metadata: dict[str, Any] | None = None, minor: int = 5) -> str:
+def notebook_json(
+    cells: Sequence[Cell], metadata: dict[str, Any] | None = None, minor: int = 5
+) -> str:
     out = []
     for index, cell in enumerate(cells, start=1):
         kind, source = cell[0], cell[1]
@@ -29,10 +35,28 @@ def notebook_json(cells: list[Cell], metadata: dict[str, Any] | None = None, min
 
 
 def write_notebook(
-    path: Path, cells: list[Cell], metadata: dict[str, Any] | None = None, minor: int = 5
+    path: Path, cells: Sequence[Cell], metadata: dict[str, Any] | None = None, minor: int = 5
 ) -> Path:
     path.write_text(notebook_json(cells, metadata, minor), encoding="utf-8")
     return path
+
+
+# nbformat, the reference implementation the tests compare with and execute through
+# nbclient, annotates neither of these functions: typed here, once.
+def nbformat_read(path: Path) -> NotebookNode:
+    """The notebook as nbformat reads it, as nbformat 4."""
+    import nbformat
+
+    book: NotebookNode = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+    return book
+
+
+def nbformat_code_cell(source: str) -> NotebookNode:
+    """A new nbformat 4 code cell holding `source`."""
+    import nbformat
+
+    cell: NotebookNode = nbformat.v4.new_code_cell(source)  # type: ignore[no-untyped-call]
+    return cell
 
 
 KALE_TITANIC: list[Cell] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -12,8 +13,8 @@ from tests.notebooks import Cell, write_notebook
 
 def make(
     directory: Path,
-    cells: list[Cell],
-    steps: list[dict[str, object]],
+    cells: Sequence[Cell],
+    steps: Sequence[Mapping[str, object]],
     **spec: object,
 ) -> LoadResult:
     """Cells are numbered from 1; `steps` and `spec` go into kale.yaml's spec as given."""

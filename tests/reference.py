@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 from nbclient import NotebookClient
 
 from kfg.core.load import load_pipeline
+from tests.notebooks import nbformat_code_cell, nbformat_read
 
 MARKER = "KFG-METRICS="
 
@@ -17,7 +17,7 @@ def notebook_metrics(config: Path, timeout: int = 600) -> dict[str, float]:
     """Execute the notebook with nbclient, leaving out `spec.skip`, and read the metrics."""
     pipeline = load_pipeline(config).pipeline
     assert pipeline is not None
-    book = nbformat.read(str(pipeline.notebook), as_version=4)
+    book = nbformat_read(pipeline.notebook)
     kept = [
         cell
         for position, cell in enumerate(book.cells, start=1)
@@ -25,7 +25,7 @@ def notebook_metrics(config: Path, timeout: int = 600) -> dict[str, float]:
     ]
     variables = {m.name: m.variable for m in pipeline.metrics}
     kept.append(
-        nbformat.v4.new_code_cell(
+        nbformat_code_cell(
             f"import json\nprint({MARKER!r} + json.dumps({{n: float(globals()[v]) for n, v in"
             f" {variables!r}.items()}}))"
         )

@@ -139,7 +139,10 @@ def test_flux_paths_split_what_kfg_renders(layout: str, tmp_path: Path) -> None:
         names
     )
     assert not [o for o in second if o["kind"] == "Pipeline"]
-    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+
+    def key(o: dict[str, Any]) -> tuple[str, str]:
+        return (o["kind"], o["metadata"]["name"])
+
     assert sorted(map(key, first + second)) == sorted(map(key, kustomize(deploy)))
     assert sorted(map(key, first + second)) == sorted(key(o) for i in items for o in i.objects)
 

@@ -43,7 +43,7 @@ KF = "kubeflow"
 
 # kubeflow/katib v0.19.0 manifests/v1beta1/installs/katib-standalone/katib-config.yaml
 # (its structure; trimmed to the entries these tests look at).
-KATIB_CONFIG = {
+KATIB_CONFIG: dict[str, Any] = {
     "apiVersion": "config.kubeflow.org/v1beta1",
     "kind": "KatibConfig",
     "init": {"controller": {"trialResources": ["Job.v1.batch", "TFJob.v1.kubeflow.org"]}},
@@ -674,6 +674,7 @@ def test_needs_come_from_kale_yaml() -> None:
         needs.namespaces == ("team-b",) and needs.launcher and not needs.pod_label
     )  # token is the default
     assert not needs_of([wine]).tuning
+    assert digits.tuning is not None
     local = dataclasses.replace(
         digits, tuning=dataclasses.replace(digits.tuning, cluster=False)
     )  # spec.tuning.cluster: false, tuned by `kfg tune` only

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
 import yaml
 from nbclient import NotebookClient
+from nbformat import NotebookNode
 
 from kfg.cluster.restore import (
     RestoreError,
@@ -26,6 +26,7 @@ from kfg.runtime.step import run_step, save_value
 from tests import crds
 from tests.conftest import EXAMPLES, REPO
 from tests.launcher.fake_kfp import FakeKfp, Scenario
+from tests.notebooks import nbformat_code_cell, nbformat_read
 
 
 def kfg(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -65,10 +66,10 @@ def wine_values(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return values, metrics
 
 
-def _execute(path: Path) -> dict[str, Any]:
-    book = nbformat.read(str(path), as_version=4)
+def _execute(path: Path) -> NotebookNode:
+    book = nbformat_read(path)
     nbformat.validate(book)
-    book.cells.append(nbformat.v4.new_code_cell("print(repr(acc_forest))"))
+    book.cells.append(nbformat_code_cell("print(repr(acc_forest))"))
     NotebookClient(book, timeout=300, kernel_name="python3").execute(cwd=str(path.parent))
     return book
 
@@ -220,7 +221,7 @@ def test_notebook_server_storage_class_comes_from_the_volume_or_the_flag(tmp_pat
     claim, _ = yaml.safe_load_all(manifest.read_text())
     assert claim["spec"]["storageClassName"] == "fast-ssd"
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    book = nbformat.read(str(tmp_path / "one.restored.ipynb"), as_version=4)
+    book = nbformat_read(tmp_path / "one.restored.ipynb")
     assert book.cells[1].source.endswith("%pip install --quiet 'pandas==2.2.3'")
     result = kfg(*args, "--storage-class", "standard-rwo", "--image", "me/nb:1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -232,7 +233,7 @@ def test_notebook_server_storage_class_comes_from_the_volume_or_the_flag(tmp_pat
         "restore", "kale.yaml", "--step", "one", "--inputs", "values", "--force", cwd=tmp_path
     )
     assert local.returncode == 0, local.stderr
-    book = nbformat.read(str(tmp_path / "one.restored.ipynb"), as_version=4)
+    book = nbformat_read(tmp_path / "one.restored.ipynb")
     assert not any("%pip" in c.source for c in book.cells)  # locally, the user's environment
 
 
@@ -287,8 +288,8 @@ def test_restore_from_the_local_cache(tmp_path: Path) -> None:
     assert kfg("run", "kale.yaml", cwd=tmp_path).returncode == 0
     restored = kfg("restore", "kale.yaml", "--step", "three", "--local", cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
-    book = nbformat.read(str(tmp_path / "three.restored.ipynb"), as_version=4)
-    book.cells.append(nbformat.v4.new_code_cell("print(b)"))
+    book = nbformat_read(tmp_path / "three.restored.ipynb")
+    book.cells.append(nbformat_code_cell("print(b)"))
     NotebookClient(book, timeout=120, kernel_name="python3").execute(cwd=str(tmp_path))
     assert book.cells[-1].outputs[0]["text"].strip() == "30"
 

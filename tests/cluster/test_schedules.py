@@ -29,7 +29,7 @@ LAST = "2026-12-01T02:00:00Z"  # 03:00 in Berlin
 
 def _nightly() -> dict[str, Any]:
     """The CronJob as the cluster holds it: the rendered object and the controller's status."""
-    cronjob = next(d for d in yaml.safe_load_all(GOLDEN.read_text()) if d)
+    cronjob: dict[str, Any] = next(d for d in yaml.safe_load_all(GOLDEN.read_text()) if d)
     cronjob["status"] = {"lastScheduleTime": LAST, "lastSuccessfulTime": "2026-12-01T02:41:07Z"}
     return cronjob
 

@@ -392,6 +392,7 @@ def test_tuning_checks(
     if code is None:
         assert found == []
     else:
+        assert fragment is not None
         assert any(f[2] == code and fragment in f[3] for f in found), found
 
 
@@ -555,7 +556,9 @@ def test_after_against_the_data_flow_is_a_cycle_named_on_its_line(tmp_path: Path
     assert cycle.line in (after, after + 1)  # the `after` entry of step `a`
 
 
-def _imports_pipeline(tmp_path: Path, **spec: object) -> list[str]:
+def _imports_pipeline(
+    tmp_path: Path, *, step: dict[str, object] | None = None, **spec: object
+) -> list[str]:
     from tests.pipelines import make
 
     result = make(
@@ -565,7 +568,7 @@ def _imports_pipeline(tmp_path: Path, **spec: object) -> list[str]:
             ("code", "x = np.zeros(3)"),
             ("code", "from sklearn.svm import SVC\nimport yaml\ny = json.dumps(list(x))"),
         ],
-        [{"name": "load", "cells": [2]}, {"name": "train", "cells": [3], **spec.pop("step", {})}],
+        [{"name": "load", "cells": [2]}, {"name": "train", "cells": [3], **(step or {})}],
         prelude=[1],
         **spec,
     )

@@ -225,7 +225,7 @@ class PipelineVersionWebhook:
                 break
         else:
             owners.append({"apiVersion": KFP_GROUP_VERSION, "kind": "Pipeline", **mine})
-        patch = [
+        patch: list[dict[str, Any]] = [
             {"op": "add", "path": "/metadata/labels", "value": labels},
             {"op": "add", "path": "/metadata/ownerReferences", "value": owners},
         ]

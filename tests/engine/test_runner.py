@@ -216,16 +216,10 @@ def test_steps_that_can_never_start_end_the_run_instead_of_spinning(tmp_path: Pa
     assert result.ok, messages(result)
     # Validation refuses cycles; the scheduler must still never spin on one it is given.
     flow = result.flow
-    assert flow is not None
+    assert flow is not None and result.pipeline is not None and result.notebook is not None
     a, b = flow.steps
     cyclic = dataclasses.replace(flow, steps=(dataclasses.replace(a, upstream=("b",)), b))
-    engine = Engine(
-        result.pipeline,  # type: ignore[arg-type]
-        cyclic,
-        result.notebook,  # type: ignore[attr-defined]
-        Cache(tmp_path / ".kfg"),
-        jobs=1,
-    )
+    engine = Engine(result.pipeline, cyclic, result.notebook, Cache(tmp_path / ".kfg"), jobs=1)
     with pytest.raises(EngineError, match="wait for each other"):
         engine.run()
 
@@ -399,6 +393,7 @@ def test_the_forkserver_preloads_the_prelude_then_what_its_values_need(tmp_path:
         prelude=[1],
     )
     assert result.ok, messages(result)
+    assert result.pipeline is not None and result.notebook is not None
     preload = preload_modules(result.pipeline, result.notebook)
     prelude = ["kfg.runtime.step", "kfg.engine.worker", "numpy", "pandas"]
     assert preload == prelude + format_imports(prelude)

@@ -457,6 +457,7 @@ def test_the_next_run_of_a_config_starts_its_server_before_loading_it(
         prelude=[1],
     )
     assert result.ok, messages(result)
+    assert result.pipeline is not None and result.notebook is not None
     config = tmp_path / "kale.yaml"
     sockets = servers / "warm"
 
@@ -676,6 +677,12 @@ def test_a_step_reports_the_modules_imported_after_it_started_then_its_status() 
     assert reported[-2:] == ["exit 3", ""]
 
 
+def _told(step: warm._Step) -> bool:
+    """Whether the caller was told, read anew: mypy would keep `step.told` narrowed across
+    the `receive` calls that change it."""
+    return step.told
+
+
 def test_the_caller_hears_a_step_end_from_its_report_not_its_teardown() -> None:
     ours, theirs = socket.socketpair()
     read, write = os.pipe()
@@ -684,10 +691,10 @@ def test_the_caller_hears_a_step_end_from_its_report_not_its_teardown() -> None:
     try:
         os.write(write, b"kfg_not_imported.part\n")
         assert not step.receive(set())  # the status is not in yet: nothing said
-        assert not step.told
+        assert not _told(step)
         os.write(write, b"exit 0\n")
         assert not step.receive(set())
-        assert step.told  # told while the process may still be going away
+        assert _told(step)  # told while the process may still be going away
         theirs.settimeout(5)
         assert json.loads(theirs.makefile("rb").readline()) == {"exit": 0}
         # Its cells could not be read: nothing it imported is learned.

@@ -243,7 +243,7 @@ RESOURCE_LISTS: list[tuple[str, str | bytes]] = [
         "items:\n- " + NOTEBOOK_PIPELINE.replace("\n", "\n  "),
     ),
     ("deep", "items: " + "[" * 5000 + "]" * 5000 + "\n"),
-    ("billion-laughs", BROKEN_YAML[14][1]),  # type: ignore[list-item]
+    ("billion-laughs", BROKEN_YAML[14][1]),
     ("binary", b"\x00\xff\xfe"),
     (
         "huge",

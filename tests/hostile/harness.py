@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ RUNNER = CliRunner()
 # Where the slowest cases are recorded, for the note (no timing is asserted).
 TIMINGS = os.environ.get("KFG_HOSTILE_TIMINGS")
 
-NOTEBOOK = {
+NOTEBOOK: dict[str, Any] = {
     "nbformat": 4,
     "nbformat_minor": 5,
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},

@@ -23,7 +23,8 @@ def _commands(value: Any) -> list[list[str]]:
     if isinstance(value, dict):
         command = value.get("command")
         if isinstance(command, list) and all(isinstance(c, str) for c in command):
-            args = value.get("args") if isinstance(value.get("args"), list) else []
+            given = value.get("args")
+            args = given if isinstance(given, list) else []
             found.append([*command, *[a for a in args if isinstance(a, str)]])
         for item in value.values():
             found += _commands(item)

@@ -79,6 +79,7 @@ VALUES = st.recursive(
 def documents(draw: st.DrawFn) -> dict[str, Any]:
     """The tiny pipeline with some fields replaced, removed or added."""
     document = copy.deepcopy(BASE)
+    target: object  # any generated value: only a mapping gets a field changed
     for _ in range(draw(st.integers(1, 4))):
         where = draw(st.sampled_from(["top", "metadata", "spec", "step"]))
         if where == "top":

@@ -126,7 +126,9 @@ def operations() -> tuple[Operation, ...]:
     import kfp_server_api.api
 
     found = []
-    for _, service in inspect.getmembers(kfp_server_api.api, inspect.isclass):
+    # The generated classes are untyped: each takes the ApiClient it sends through.
+    services: list[tuple[str, type[Any]]] = inspect.getmembers(kfp_server_api.api, inspect.isclass)
+    for _, service in services:
         for name, function in inspect.getmembers(service, inspect.isfunction):
             if not name.endswith("_with_http_info"):
                 continue
@@ -200,7 +202,7 @@ class Scenario:
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     downloads: dict[str, bytes] = field(default_factory=dict)  # artifact id -> content
     pod_namespace: str = "kubeflow"  # where a run without namespace runs (single-user)
-    on_poll: Callable[[int], None] | None = None  # called with the count of GetRun calls
+    on_poll: Callable[[int], object] | None = None  # called with the count of GetRun calls
     # Failures to answer an operation with, one per call in order, before answering it
     # normally: "stall", "reset" (TCP RST) or an HTTP status such as 503.
     faults: dict[str, list[str | int]] = field(default_factory=dict)
@@ -444,7 +446,7 @@ class FakeKfp(Loopback):
 
 
 # mlmd-removal's Artifact message for a metric (backend/api/v2beta1/artifact.proto there).
-METRIC_ARTIFACTS = {
+METRIC_ARTIFACTS: dict[str, dict[str, Any]] = {
     "art-report": {
         "artifact_id": "art-report",
         "name": "kfg_report",

@@ -59,7 +59,7 @@ def test_id_refs_need_ids() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=60), max_size=30))
 def test_compress_selects_exactly_the_same_cells(positions: list[int]) -> None:
     refs = compress(positions)
-    expanded = []
+    expanded: list[int] = []
     for ref in refs:
         parsed = parse_ref(ref)
         expanded.extend(range(parsed.start, parsed.end + 1))

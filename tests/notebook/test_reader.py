@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from kfg.notebook.reader import NotebookError, parse_notebook, read_notebook
 from tests.conftest import EXAMPLES
-from tests.notebooks import notebook_json
+from tests.notebooks import nbformat_read, notebook_json
 
 
 def test_reads_the_example() -> None:
@@ -20,11 +20,9 @@ def test_reads_the_example() -> None:
 
 
 def test_agrees_with_nbformat_on_the_examples() -> None:
-    import nbformat
-
     for path in EXAMPLES.glob("*/*.ipynb"):
         ours = read_notebook(path)
-        theirs = nbformat.read(path, as_version=4)
+        theirs = nbformat_read(path)
         assert [(c.cell_type, c.source, c.id) for c in ours.cells] == [
             (c.cell_type, c.source, c.get("id")) for c in theirs.cells
         ]

@@ -240,7 +240,7 @@ def _empty(kind: Any, value: Any) -> bool:
     if kind == "bool":
         return value is False
     if kind == "string":
-        return value == ""
+        return bool(value == "")
     if kind in ("int32", "float64"):
         return bool(value == 0)
     return value is None

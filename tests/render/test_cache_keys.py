@@ -237,8 +237,12 @@ def _digits_trials_share_every_step_before_the_tuned_ones() -> None:
     space = {p.name: p for p in result.pipeline.tuning.parameters}
 
     def values(n: int) -> dict[str, Any]:
-        chosen = {name: (p.min if n == 1 else p.max) for name, p in space.items()}
-        return {k: (int(v) if space[k].type == "int" else float(v)) for k, v in chosen.items()}
+        chosen: dict[str, Any] = {}
+        for name, p in space.items():
+            bound = p.min if n == 1 else p.max
+            assert bound is not None, name  # the example tunes ranges only
+            chosen[name] = int(bound) if p.type == "int" else float(bound)
+        return chosen
 
     first, second = _trials(item, values)
     assert first.hits == set()

@@ -86,10 +86,9 @@ def test_trial_job_is_a_valid_job_running_the_launcher(digits: Rendered) -> None
 
 def test_metrics_filter_reads_exactly_the_launchers_lines() -> None:
     pattern = re.compile(METRICS_FORMAT)
-    assert pattern.match("val-accuracy=0.9777777777777777").groups() == (
-        "val-accuracy",
-        "0.9777777777777777",
-    )
+    matched = pattern.match("val-accuracy=0.9777777777777777")
+    assert matched is not None
+    assert matched.groups() == ("val-accuracy", "0.9777777777777777")
     assert pattern.match("loss=1e-05") and pattern.match("n=3")
     assert not pattern.match("kfg: waiting for run abc (timeout=7200 s)")
     assert not pattern.match("accuracy=nan")

@@ -6,6 +6,7 @@ installed kfp: any kfp release that breaks one fails here first, by name."""
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import kfp
 
@@ -110,7 +111,7 @@ def test_the_cheap_stack_has_inspects_frames_names_and_lines() -> None:
 
     import kfg.render.kfp_internals as internals
 
-    def probe() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    def probe() -> tuple[list[tuple[Any, ...]], list[inspect.FrameInfo]]:
         cheap, full = internals._InspectForKfpTasks.stack(), inspect.stack()
         return cheap, full
 

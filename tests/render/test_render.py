@@ -316,7 +316,7 @@ def test_kfps_refusals_are_invalid_input_and_kfgs_own_errors_stay_bugs() -> None
     from kfg.render.kfp_build import _raised_by_kfp
 
     with pytest.raises(ValueError) as kfp_refusal:
-        pipeline_task.PipelineTask._validate_cpu_request_limit(None, "abc")  # type: ignore[arg-type]
+        pipeline_task.PipelineTask._validate_cpu_request_limit(None, "abc")
     assert _raised_by_kfp(kfp_refusal.value)
     with pytest.raises(ValueError) as own:
         int("not a number")

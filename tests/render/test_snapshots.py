@@ -13,7 +13,7 @@ from kfg.render.build import SNAPSHOTS_FILE, Rendered, render
 from tests import crds
 from tests.pipelines import make, messages
 
-VOLUMES = [
+VOLUMES: list[dict[str, Any]] = [
     {
         "name": "data",
         "claim": "wine-data",

@@ -53,7 +53,7 @@ def _documents() -> list[Any]:
     ]
 
 
-class _Generic(yamlout._Dumper):  # type: ignore[misc]
+class _Generic(yamlout._Dumper):
     """The same dumper without kfg's shortcuts: PyYAML's dispatch and resolver."""
 
     def represent_data(self, data: Any) -> Any:
@@ -85,6 +85,6 @@ def test_the_shortcuts_write_what_pyyamls_dispatch_writes() -> None:
 def test_other_settings_go_through_pyyamls_dispatch() -> None:
     value = {"b": [1, {"c": "true"}], "a": "x"}
     for options in ({"sort_keys": True}, {"default_flow_style": None}, {"default_style": '"'}):
-        ours = yaml.dump(value, Dumper=yamlout._Dumper, **options)  # type: ignore[arg-type]
-        theirs = yaml.dump(value, Dumper=_Generic, **options)  # type: ignore[arg-type]
+        ours = yaml.dump(value, Dumper=yamlout._Dumper, **options)
+        theirs = yaml.dump(value, Dumper=_Generic, **options)
         assert ours == theirs

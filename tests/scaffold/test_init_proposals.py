@@ -120,7 +120,7 @@ def _kale_tuning(tmp_path: Path, katib: dict[str, object], **meta: object) -> Pr
     return propose(read_notebook(write_notebook(tmp_path / "k.ipynb", cells, metadata)))
 
 
-KATIB = {
+KATIB: dict[str, object] = {
     "objective": {"objectiveMetricName": "test-accuracy-resnet", "type": "maximize"},
     "algorithm": {"algorithmName": "random"},
     "parameters": [
