@@ -25,7 +25,10 @@ pay the prelude's imports as papermill's kernels and nbclient do.
    cells in one warm interpreter (no processes, no serialization). That limit divides the
    spread work by the slots, as if two processes ran twice as fast as one; the same work
    run two at a time by processes forked from that interpreter is printed beside it
-   ("measured"), since two vCPUs of a shared machine give less than twice one. Goals:
+   ("measured"), since two vCPUs of a shared machine give less than twice one. So is the
+   same work with a process per step, each forked afresh from that interpreter ("with a
+   process per step"): the price of isolating steps, which kfg pays by design, apart from
+   kfg's own work (values through files, the cache, Optuna). Goals:
    >= 4x papermill at N=8 and within 1.3x of the limit at N=8, 16, 32.
 5. The same pipeline through kfp.local with SubprocessRunner(use_venv=False) (optional).
 
@@ -139,7 +142,44 @@ PROFILE = textwrap.dedent(
         started = time.perf_counter()
         list(pool.imap_unordered(task, tasks, chunksize=1))
         parallel = time.perf_counter() - started
-    print(json.dumps({"prelude": prelude, "steps": steps, "trials": trials, "parallel": parallel}))
+    # The same again with a process per step, as kfg isolates steps: each step forked afresh
+    # from this interpreter (with the names the trial's earlier steps defined, computed
+    # above), `parallel` at a time. What this adds to `parallel` is the price of isolation
+    # itself (the fork, the pages a fresh child copies or faults in), before any of kfg's
+    # own work: values through files, the cache, Optuna.
+    import os
+    runs = []  # one list of (source, scope before it) per task
+    for kind, what in tasks:
+        if kind == "side":
+            runs.append([(sources[what], dict(namespace))])
+            continue
+        scope = dict(namespace)
+        scope.update(spec["trials"][what])
+        chain = []
+        for name, source in spec["tuned"]:
+            chain.append((compile(source, name, "exec"), dict(scope)))
+            exec(chain[-1][0], scope)
+        runs.append(chain)
+    started = time.perf_counter()
+    pending, running = [list(r) for r in runs], {}
+    while pending or running:
+        while pending and len(running) < spec["parallel"]:
+            chain = pending.pop(0)
+            source, scope = chain.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    exec(source, scope)
+                finally:
+                    os._exit(0)
+            running[pid] = chain
+        pid, _ = os.wait()
+        chain = running.pop(pid)
+        if chain:
+            pending.insert(0, chain)  # the trial's next step, next
+    isolated = time.perf_counter() - started
+    print(json.dumps({"prelude": prelude, "steps": steps, "trials": trials, "parallel": parallel,
+                      "isolated": isolated}))
     """
 )
 
@@ -195,22 +235,26 @@ class Shape:
         profile: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])  # cells print
         return profile
 
-    def tune_limit(self, profile: dict[str, Any], parallel: int) -> tuple[float, float, str]:
+    def tune_limit(self, profile: dict[str, Any], parallel: int) -> tuple[float, float, float, str]:
         """The limit as the issue defines it (the spread work divided by the slots, as if two
-        processes ran twice as fast as one) and as this machine runs that work `parallel` at
-        a time (measured by the profile: what two vCPUs really give)."""
+        processes ran twice as fast as one), as this machine runs that work `parallel` at a
+        time (measured by the profile: what two vCPUs really give), and the same with a
+        process per step (what isolating steps costs before any of kfg's own work)."""
         steps = profile["steps"]
         chain = sum(steps[n] for n in self.chain)
         spread = sum(steps[n] for n in self.side) + sum(sum(t.values()) for t in profile["trials"])
         slots = min(parallel, os.cpu_count() or 1)
         limit = profile["prelude"] + chain + spread / slots
         measured = profile["prelude"] + chain + profile["parallel"]
+        isolated = profile["prelude"] + chain + profile["isolated"]
         return (
             limit,
             measured,
+            isolated,
             (
                 f"prelude {profile['prelude']:.2f} + chain {chain:.2f} + {spread:.2f} / {slots}"
-                f" slot(s); measured {slots} at a time: {profile['parallel']:.2f}"
+                f" slot(s); measured {slots} at a time: {profile['parallel']:.2f}; with a"
+                f" process per step: {profile['isolated']:.2f}"
             ),
         )
 
@@ -468,7 +512,7 @@ def main() -> None:
                 _, warm_params = kfg_tune(tuned / "kale.yaml", PARALLEL, work / "cache-warm", work)
                 papermill_sweep(pool, work, source, warm_params)
                 for trials in args.trials:
-                    kfg_times, pm_times, limits, measured = [], [], [], []
+                    kfg_times, pm_times, limits, measured, isolated = [], [], [], [], []
                     steal = 0.0  # during kfg's runs
                     params = fallback[trials]
                     for repeat in range(args.repeats):
@@ -481,19 +525,22 @@ def main() -> None:
                         if repeat % 2 == 0:
                             pm = papermill_sweep(pool, work, source, params)
                         profile = shape.profile(params, PARALLEL)
-                        limit, real, how = shape.tune_limit(profile, PARALLEL)
+                        limit, real, forked, how = shape.tune_limit(profile, PARALLEL)
                         kfg_times.append(seconds)
                         pm_times.append(pm)
                         limits.append(limit)
                         measured.append(real)
-                    k, p, lim, real = (
-                        statistics.median(v) for v in (kfg_times, pm_times, limits, measured)
+                        isolated.append(forked)
+                    k, p, lim, real, iso = (
+                        statistics.median(v)
+                        for v in (kfg_times, pm_times, limits, measured, isolated)
                     )
                     print(
                         f"4. tune N={trials:<3} parallel {PARALLEL}: kfg tune {spread(kfg_times)}"
                         f"   papermill sweep {spread(pm_times)}   (papermill / kfg {p / k:.2f}x)"
                         f"   physical limit {lim:.2f} s, measured {real:.2f} s [{how}]"
-                        f"   kfg / limit {k / lim:.2f}x (measured: {k / real:.2f}x)"
+                        f"   kfg / limit {k / lim:.2f}x (measured: {k / real:.2f}x; with a"
+                        f" process per step {iso:.2f} s: {k / iso:.2f}x)"
                         f"   [host steal during kfg's runs: {steal:.2f} CPU-s]"
                     )
                     results[f"tune-{trials}"] = {
@@ -501,6 +548,7 @@ def main() -> None:
                         "papermill": pm_times,
                         "limit": limits,
                         "limit_measured": measured,
+                        "limit_isolated": isolated,
                         "steal": steal,
                     }
 
