@@ -19,7 +19,8 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 # The options `kfg trial` and `kfg schedule-run` share, declared once: the command lines
-# of the Jobs kfg renders (kfg.render.launcher) pass them.
+# kfg renders for a Katib trial (kfg.render.launcher) and a schedule's CronJob
+# (kfg.render.schedules) pass them.
 Pipeline = Annotated[str, typer.Option("--pipeline", help="Name of the KFP Pipeline.")]
 Version = Annotated[str, typer.Option("--version", help="Name of the PipelineVersion to run.")]
 Endpoint = Annotated[
