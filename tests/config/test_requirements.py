@@ -68,7 +68,9 @@ def test_the_rendered_install_line_does_not_run_a_marker(tmp_path: Path) -> None
         [{"name": "s", "cells": [1], "packages": ["six==1.16.0; python_version > '3.8'"]}],
     )
     assert result.ok, messages(result)
-    compiled = compile_pipeline(result.pipeline, result.flow, result.notebook)  # type: ignore[arg-type]
+    assert result.pipeline is not None and result.flow is not None
+    assert result.notebook is not None
+    compiled = compile_pipeline(result.pipeline, result.flow, result.notebook)
     executors = compiled.ir[0]["deploymentSpec"]["executors"]
     (container,) = [e["container"] for e in executors.values()]
     assert container["command"][:2] == ["sh", "-c"]

@@ -6,16 +6,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kfg.core.load import LoadResult
 from kfg.engine import runner
 from kfg.engine.cache import Cache
 from kfg.engine.runner import Engine, EngineError, RunSummary
 from tests.pipelines import make, messages
 
 
-def _pipeline(tmp_path: Path, fail: bool = False) -> tuple[object, Path]:
+def _pipeline(tmp_path: Path, fail: bool = False) -> tuple[LoadResult, Path]:
     """load -> (double, square) -> total; `scale` is read by `double` only. Every cell
     appends its step's name to a counter file, so executions are counted, not timed."""
     counter = tmp_path / "executions.txt"
@@ -47,16 +49,14 @@ def _pipeline(tmp_path: Path, fail: bool = False) -> tuple[object, Path]:
     return result, counter
 
 
-def _run(result: object, tmp_path: Path, **options: object) -> RunSummary:
-    engine = Engine(
-        result.pipeline,  # type: ignore[attr-defined]
-        result.flow,  # type: ignore[attr-defined]
-        result.notebook,  # type: ignore[attr-defined]
-        Cache(tmp_path / ".kfg"),
-        jobs=2,
-        **options,  # type: ignore[arg-type]
-    )
-    return engine.run()
+def _engine(result: LoadResult, cache: Cache, **options: Any) -> Engine:
+    assert result.pipeline is not None and result.flow is not None
+    assert result.notebook is not None
+    return Engine(result.pipeline, result.flow, result.notebook, cache, jobs=2, **options)
+
+
+def _run(result: LoadResult, tmp_path: Path, **options: Any) -> RunSummary:
+    return _engine(result, Cache(tmp_path / ".kfg"), **options).run()
 
 
 def _executions(counter: Path) -> list[str]:
@@ -176,7 +176,7 @@ def test_independent_steps_run_at_the_same_time(tmp_path: Path) -> None:
     assert a_start < b_end and b_start < a_end  # the two sleeps overlapped
 
 
-def _random_pipeline(tmp_path: Path) -> object:
+def _random_pipeline(tmp_path: Path) -> LoadResult:
     """One step drawing a fresh random number each time it really executes."""
     result = make(
         tmp_path,
@@ -263,13 +263,7 @@ def test_a_damaged_entry_is_set_aside_reported_once_and_the_step_reruns(
     else:
         (entry / "outputs" / "numbers").unlink()
     warnings: list[str] = []
-    engine = Engine(
-        result.pipeline,  # type: ignore[attr-defined]
-        result.flow,  # type: ignore[attr-defined]
-        result.notebook,  # type: ignore[attr-defined]
-        Cache(tmp_path / ".kfg", warn=warnings.append),
-        jobs=2,
-    )
+    engine = _engine(result, Cache(tmp_path / ".kfg", warn=warnings.append))
     summary = engine.run()
     assert summary.ok and summary.metrics == {"total": 50.0}
     assert _executions(counter) == ["load"]  # its readers get identical values: cached

@@ -211,13 +211,13 @@ def test_rerunning_a_finished_study_says_how_to_extend_it(tmp_path: Path) -> Non
     assert "--trials 4" in again.finished and "maxTrials" in again.finished
 
 
-def _tuning(name: str, **settings: object) -> Tuning:
+def _tuning(name: str, **settings: str | int | float | bool) -> Tuning:
     return Tuning(
         metric="m",
         goal_type="maximize",
         algorithm=name,
         parameters=(SearchSpace("x", "double", 0.0, 1.0),),
-        algorithm_settings=settings,  # type: ignore[arg-type]
+        algorithm_settings=settings,
     )
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from kfg.notebook.anchors import detect, fingerprint, record
-from kfg.notebook.reader import parse_notebook
+from kfg.notebook.reader import Notebook, parse_notebook
 from tests.notebooks import Cell, notebook_json
 
 CELLS: list[Cell] = [("code", "a = 1"), ("code", "b = a"), ("md", "# x"), ("code", "c = b")]
 
 
-def _nb(cells: list[Cell]):  # type: ignore[no-untyped-def]
+def _nb(cells: list[Cell]) -> Notebook:
     return parse_notebook(notebook_json(cells), Path("n.ipynb"))
 
 
