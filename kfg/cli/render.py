@@ -96,7 +96,7 @@ def command(
         typer.echo(f"{display_path(target)}: up to date")
         return
     try:
-        write(package, target, force=force)
+        write(package, target, force=force, keep=[repo, *files])
     except NotOurs as exc:
         fail(str(exc))
     except OSError as exc:

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,23 @@ def _foreign_files(target: Path) -> list[Path]:
     return foreign
 
 
+def _refuse_to_swallow(target: Path, keep: Iterable[Path]) -> None:
+    resolved = target.resolve()
+    for path in keep:
+        kept = path.resolve()
+        if kept == resolved or resolved in kept.parents:
+            raise NotOurs(
+                f"refusing to replace {target}: it contains {path}, which would be deleted;"
+                " write the package to a directory of its own, such as deploy/NAME"
+            )
+    repository = next(target.rglob(".git"), None) if target.is_dir() else None
+    if repository is not None:
+        raise NotOurs(
+            f"refusing to replace {target}: it holds a git repository ({repository});"
+            " write the package to a directory of its own, such as deploy/NAME"
+        )
+
+
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2  # linux/fs.h
 RENAME_SWAP = 2  # macOS sys/stdio.h
@@ -167,10 +184,18 @@ def _swap_in(staging: Path, target: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def write(package: Package, target: Path, *, force: bool = False) -> None:
-    """Replace `target` with the package; the old directory survives any failure."""
+def write(
+    package: Package, target: Path, *, force: bool = False, keep: Iterable[Path] = ()
+) -> None:
+    """Replace `target` with the package; the old directory survives any failure.
+
+    `keep` are paths the output must never swallow, --force or not: the inputs and the
+    repository they live in. Replacing an ancestor of them would delete the kale.yaml being
+    rendered, its notebook and the git history with it.
+    """
     if target.exists() and not target.is_dir():
         raise NotOurs(f"{target} exists and is not a directory")
+    _refuse_to_swallow(target, keep)
     if target.is_dir() and not force:
         foreign = _foreign_files(target)
         if foreign:

@@ -253,3 +253,25 @@ def test_two_pipelines_cannot_render_the_same_snapshot(repo: Path) -> None:
     result = kfg("render", cwd=repo)
     assert result.returncode == 1
     assert "renders VolumeSnapshot `shared-v1`, as" in result.stderr
+
+
+@pytest.mark.parametrize("output", [".", "notebooks", "notebooks/wine"])
+def test_force_never_replaces_a_directory_holding_the_inputs(repo: Path, output: str) -> None:
+    """--force replaces kfg's own output, never an ancestor of what it renders: that would
+    delete the kale.yaml, its notebook and the repository's history."""
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", output, "--force", cwd=repo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refusing to replace" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+def test_force_never_replaces_a_git_repository(repo: Path) -> None:
+    other = repo / "elsewhere"
+    (other / "sub" / ".git").mkdir(parents=True)
+    (other / "sub" / "file.txt").write_text("mine\n")
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", "elsewhere", "--force", cwd=repo)
+    assert result.returncode == 1
+    assert "holds a git repository" in result.stderr
+    assert (other / "sub" / "file.txt").read_text() == "mine\n"
