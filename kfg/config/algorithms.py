@@ -240,6 +240,35 @@ def accepting(setting: str) -> list[str]:
     return [a.name for a in ALGORITHMS.values() if setting in a.settings]
 
 
+# The most points a grid may have: kfg tune and Katib's suggestion service both list every
+# point (search_space.py convert_to_combinations builds each axis as a list), so a grid of
+# billions hangs either before the first trial.
+GRID_MAX = 1_000_000
+
+
+def grid_size(
+    kind: str,
+    low: float | None,
+    high: float | None,
+    step: float | None,
+    values: tuple[str | int | float | bool, ...] | list[str | int | float | bool],
+) -> int | None:
+    """How many values `grid_axis` gives, computed without listing them."""
+    if kind in ("categorical", "discrete"):
+        return len(values)
+    assert low is not None and high is not None
+    if kind == "int":
+        return max(0, (int(high) - int(low)) // int(step or 1) + 1)
+    if not step:
+        return None
+    start, stop = float(low), float(high) + float(step)
+    count = max(0, math.ceil((stop - start) / float(step)))
+    delta = (start + float(step)) - start
+    if count and start + (count - 1) * delta > float(high):
+        count -= 1
+    return count
+
+
 def grid_axis(
     kind: str,
     low: float | None,

@@ -16,10 +16,11 @@ from typing import Any
 from kfg.config.algorithms import (
     ALGORITHMS,
     EARLY_STOPPING,
+    GRID_MAX,
     HYPERBAND_STATE,
     Algorithm,
     accepting,
-    grid_axis,
+    grid_size,
     setting_text,
 )
 from kfg.config.cellmap import PARAMETERS, PRELUDE, CellMap, step_role
@@ -755,21 +756,30 @@ def _check_grid(
     """
     combinations = 1
     for name, space in spaces.items():
-        axis = grid_axis(
+        size = grid_size(
             space["type"],
             space.get("min"),
             space.get("max"),
             space.get("step"),
             space.get("values", []),
         )
-        if axis is None:
+        if size is None:
             findings.error(
                 ("spec", "tuning", "parameters", name),
                 "tuning-grid",
                 f"the grid algorithm needs a `step` for double parameter `{name}`",
             )
             return
-        combinations *= len(axis)
+        combinations *= size
+    if combinations > GRID_MAX:
+        findings.error(
+            ("spec", "tuning", "parameters"),
+            "tuning-grid",
+            f"the grid has {combinations:,} points, more than the {GRID_MAX:,} kfg allows:"
+            " kfg tune and Katib's suggestion service list every point before the first"
+            " trial; raise the `step`s or narrow the ranges",
+        )
+        return
     trials = tuning.get("maxTrials", DEFAULT_MAX_TRIALS)
     if trials > combinations:
         findings.error(
