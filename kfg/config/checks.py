@@ -47,7 +47,13 @@ from kfg.pysource.imports import (
     is_stdlib,
     provided,
 )
-from kfg.pysource.parameters import Parameter, parse_parameters, python_type
+from kfg.pysource.parameters import (
+    Parameter,
+    name_problem,
+    parse_parameters,
+    python_type,
+    value_problem,
+)
 from kfg.pysource.source import bound_names, parse_cell
 from kfg.upstream import KATIB
 
@@ -133,6 +139,17 @@ def parameters_of(
                     f"`{name}` is a Python keyword and cannot be a parameter name",
                     key=True,
                 )
+            elif bad_name := name_problem(name):
+                findings.error(
+                    ("spec", "parameters", "values", name),
+                    "bad-parameter",
+                    f"`{name}` {bad_name}",
+                    key=True,
+                )
+            if bad_value := value_problem(raw["values"][name]):
+                findings.error(
+                    ("spec", "parameters", "values", name), "bad-parameter", f"`{name}` {bad_value}"
+                )
         return parameters
     if notebook is None or cellmap is None:
         return None
@@ -140,7 +157,8 @@ def parameters_of(
     for position in cellmap.sections.get(PARAMETERS, []):
         params, problems = parse_parameters(notebook.cell(position).source)
         for problem in problems:
-            findings.error(
+            report = findings.warning if problem.warning else findings.error
+            report(
                 ("spec", "parameters", "cell"),
                 "bad-parameter",
                 f"parameters cell {position}, line {problem.line}: {problem.message}",
@@ -276,13 +294,31 @@ def check_resources(spec: dict[str, Any], findings: Findings) -> None:
                         f"memory {amount} means {amount} bytes; write a unit, as in 4Gi or 512Mi",
                     )
                     break
-        timeout = step.get("timeout")
-        if timeout is not None and not parse_duration(timeout):
-            findings.error(
-                ("spec", "steps", index, "timeout"),
-                "invalid-value",
-                "timeout must be longer than zero",
-            )
+        if "timeout" in step:
+            check_duration(step["timeout"], ("spec", "steps", index, "timeout"), findings)
+    launcher = spec.get("launcher", {})
+    if "timeout" in launcher:
+        check_duration(launcher["timeout"], ("spec", "launcher", "timeout"), findings)
+
+
+# The longest timeout kfg renders: whole seconds in an int32 (about 68 years), which every
+# field it lands in holds (activeDeadlineSeconds and the launcher's --timeout are int64).
+MAX_DURATION_SECONDS = (1 << 31) - 1
+
+
+def check_duration(value: str | int, path: Path, findings: Findings) -> None:
+    """A timeout is rendered in whole seconds: it must be at least one and fit a field."""
+    seconds = parse_duration(value)
+    if seconds is None:
+        return  # the schema has said what is wrong
+    if seconds < 1:
+        findings.error(path, "invalid-value", "a timeout must be at least 1s")
+    elif seconds > MAX_DURATION_SECONDS:
+        findings.error(
+            path,
+            "invalid-value",
+            f"a timeout must be at most {MAX_DURATION_SECONDS} seconds (about 68 years)",
+        )
 
 
 _GPU_IMAGE = re.compile(r"cuda|gpu|nvidia|rocm|pytorch|tensorflow|jax|triton|ngc", re.IGNORECASE)

@@ -203,3 +203,45 @@ def conforms(value: Any, schema: dict[str, Any]) -> bool:
         return Checker(schema).valid(value, schema)
     except (Unsupported, re.error, KeyError, TypeError, RecursionError):
         return False
+
+
+def whole_numbers(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with every integral float the schema types as an integer made an int.
+
+    Draft 7 counts 4.0 as an integer, so a valid kale.yaml may write `maxTrials: 4.0`; the
+    Kubernetes and Katib fields kfg renders it into are int32 and int64, and an API server
+    refuses `4.0` there. Only a value the schema declares `integer` and not `number` changes:
+    a float parameter default stays a float. Call it on a valid document.
+    """
+    checker = Checker(schema)
+
+    def walk(value: Any, schema: Any) -> Any:
+        if not isinstance(schema, dict):
+            return value
+        if "$ref" in schema:
+            value = walk(value, checker._resolve(schema["$ref"]))
+        kinds = schema.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        integral = isinstance(value, float) and value.is_integer()
+        if integral and "integer" in kinds and "number" not in kinds:
+            value = int(value)
+        for option in schema.get("allOf", []):
+            value = walk(value, option)
+        for option in schema.get("anyOf", []):
+            if checker.valid(value, option):
+                value = walk(value, option)
+                break
+        if "if" in schema:
+            branch = (
+                schema.get("then") if checker.valid(value, schema["if"]) else schema.get("else")
+            )
+            value = walk(value, branch)
+        if isinstance(value, dict):
+            known = schema.get("properties", {})
+            rest = schema.get("additionalProperties")
+            value = {k: walk(v, known.get(k, rest)) for k, v in value.items()}
+        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+            value = [walk(item, schema["items"]) for item in value]
+        return value
+
+    return walk(value, schema)

@@ -20,6 +20,7 @@ from kfg.config.cellmap import CellMap, map_cells
 from kfg.config.findings import Findings
 from kfg.config.model import Pipeline, build
 from kfg.config.schedules import check_schedules
+from kfg.config.schemacheck import whole_numbers
 from kfg.diagnostics import Diagnostic, Severity, did_you_mean, has_errors
 from kfg.files.inputfile import InputFileError, read_bounded
 from kfg.files.yamlsource import MAX_BYTES, Positions, YamlError, load
@@ -212,7 +213,7 @@ def _load(result: LoadResult, findings: Findings, root: Path | None, text: str |
     findings.items.extend(schema.validate(document.data, document.positions, findings.file))
     if findings.failed:
         return
-    data: dict[str, Any] = document.data
+    data: dict[str, Any] = whole_numbers(document.data, schema.load_schema())
     result.data = data
     spec = data["spec"]
     repo = (root or repository_root(result.path.parent)).resolve()

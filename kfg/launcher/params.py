@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from kfg.pysource.parameters import value_problem
+
 TYPES = ("int", "float", "str", "bool", "list", "dict")
 _TRUE = {"true", "True", "1", "yes"}
 _FALSE = {"false", "False", "0", "no"}
@@ -19,6 +21,11 @@ _FALSE = {"false", "False", "0", "no"}
 
 class ParameterError(ValueError):
     """A value that does not fit its parameter; the message names both."""
+
+
+def _shown(text: str) -> str:
+    """A value as a message quotes it: whole when short, its start and length when not."""
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _number(text: str) -> float:
@@ -31,6 +38,14 @@ def _number(text: str) -> float:
 
 def convert(name: str, type_name: str, text: str) -> Any:
     """`text` as a value of `type_name`; Katib's `16.0` for an int parameter is accepted."""
+    value = _convert(name, type_name, text)
+    problem = value_problem(value)
+    if problem:
+        raise ParameterError(f"parameter `{name}` ({type_name}): `{_shown(text)}` {problem}")
+    return value
+
+
+def _convert(name: str, type_name: str, text: str) -> Any:
     try:
         if type_name == "int":
             try:
@@ -52,7 +67,10 @@ def convert(name: str, type_name: str, text: str) -> Any:
                 return False
             raise ValueError("not true or false")
         if type_name in ("list", "dict"):
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except RecursionError:
+                raise ValueError("nested too deeply") from None
             expected = list if type_name == "list" else dict
             if not isinstance(value, expected):
                 raise ValueError(f"not a JSON {type_name}")
@@ -61,10 +79,12 @@ def convert(name: str, type_name: str, text: str) -> Any:
             return text
     except json.JSONDecodeError as exc:  # a ValueError too; its words are JSON's, not ours
         raise ParameterError(
-            f"parameter `{name}` ({type_name}): `{text}` is not a JSON {type_name} ({exc.msg})"
+            f"parameter `{name}` ({type_name}): `{_shown(text)}` is not a JSON {type_name}"
+            f" ({exc.msg})"
         ) from None
     except ValueError as exc:
-        raise ParameterError(f"parameter `{name}` ({type_name}): `{text}` is {exc}") from None
+        shown = _shown(text)
+        raise ParameterError(f"parameter `{name}` ({type_name}): `{shown}` is {exc}") from None
     raise ParameterError(f"parameter `{name}`: unknown type `{type_name}`; use one of {TYPES}")
 
 

@@ -7,6 +7,8 @@ what can be read without running anything: `name = <literal>`, optionally annota
 from __future__ import annotations
 
 import ast
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,27 +36,91 @@ def python_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _plain(value: Any) -> ParameterValue | None:
-    """A JSON-like value, or None when the literal has no pipeline parameter type."""
-    if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        items = [_plain(v) for v in value]
-        return None if any(i is None for i in items) else items
+# kubeflow/pipelines 2.17.0 sdk/python/kfp/dsl/pipeline_channel.py (PipelineChannel.__init__)
+# refuses a parameter whose name does not match ^[A-Za-z][A-Za-z0-9\s_-]*$; of those, the
+# names a Python variable can have.
+_KFP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# KFP carries a parameter as a protobuf Value, whose numbers are doubles: an int beyond this
+# comes back with other digits.
+SAFE_INTEGER = (1 << 53) - 1
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a pipeline parameter's name; None when it can."""
+    if _KFP_NAME.fullmatch(name):
+        return None
+    return (
+        "is not a name Kubeflow Pipelines accepts for a parameter: an ASCII letter first,"
+        " then letters, digits and underscores"
+    )
+
+
+def value_problem(value: Any) -> str | None:
+    """Why `value` cannot be a pipeline parameter's value, as a phrase following its name;
+    None when it can. What KFP cannot carry exactly is refused, not converted: a step must
+    see the value the notebook wrote."""
+    try:
+        return _problem(value, "")
+    except RecursionError:
+        return "is nested too deeply to be a parameter"
+
+
+def _lists(value: Any) -> Any:
+    """The value as a pipeline parameter carries it: tuples become lists."""
+    if isinstance(value, (list, tuple)):
+        return [_lists(item) for item in value]
     if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            return None
-        entries = {k: _plain(v) for k, v in value.items()}
-        return None if any(v is None for v in entries.values()) else entries
-    return None
+        return {key: _lists(item) for key, item in value.items()}
+    return value
+
+
+def _has_tuple(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return True
+    if isinstance(value, list):
+        return any(_has_tuple(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_tuple(item) for item in value.values())
+    return False
+
+
+def _problem(value: Any, at: str) -> str | None:
+    where = f" at {at}" if at else ""
+    if value is None:
+        return f"holds None{where}; a parameter cannot carry it"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds {value}{where}, which a parameter cannot carry (JSON has no such number)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
+        return (
+            f"holds {value}{where}, beyond ±2**53: KFP carries numbers as doubles and would"
+            " change its digits; write it as a string"
+        )
+    if isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _problem(item, f"{at}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"has the key {key!r}{where}; parameter dicts have string keys"
+            found = _problem(item, f"{at}[{key!r}]")
+            if found:
+                return found
+        return None
+    return (
+        f"holds a {type(value).__name__}{where}; parameters are str, int, float, bool, list or dict"
+    )
 
 
 @dataclass(frozen=True)
 class ParameterProblem:
     line: int
     message: str
+    warning: bool = False  # the value is kept, changed in a way the author should know
 
 
 def _python_lines(source: str) -> list[str]:
@@ -105,16 +171,20 @@ def parse_parameters(source: str) -> tuple[list[Parameter], list[ParameterProble
                 ParameterProblem(line, f"`{target.id} = None` has no type; give it a typed default")
             )
             continue
-        value = _plain(literal)
-        if value is None:
+        problem = name_problem(target.id) or value_problem(literal)
+        if problem:
+            problems.append(ParameterProblem(line, f"`{target.id}` {problem}"))
+            continue
+        value: ParameterValue = _lists(literal)
+        if _has_tuple(literal):
             problems.append(
                 ParameterProblem(
                     line,
-                    f"`{target.id}` has a {type(literal).__name__} default; parameters are"
-                    " str, int, float, bool, list or dict",
+                    f"`{target.id}` holds a tuple: steps receive it as a list, since pipeline"
+                    " parameters have no tuples",
+                    warning=True,
                 )
             )
-            continue
         if target.id in found:
             problems.append(
                 ParameterProblem(

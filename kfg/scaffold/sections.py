@@ -40,7 +40,7 @@ def _is_setup(cell: Cell) -> bool:
 def _is_literal(cell: Cell) -> bool:
     """A papermill `parameters` cell kfg can read: literal assignments only."""
     params, problems = parse_parameters(cell.source)
-    return bool(params) and not problems
+    return bool(params) and not any(not p.warning for p in problems)
 
 
 _PARAMETERS_TITLE = re.compile(r"^(pipeline\s+)?parameters?$", re.IGNORECASE)
