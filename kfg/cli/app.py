@@ -6,6 +6,7 @@ the imports of `kfg render` (kfp alone costs about a second).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import typer
@@ -56,6 +57,7 @@ def _root(
     ),
 ) -> None:
     """Ship Jupyter notebooks as Kubeflow pipelines: kale.yaml in, GitOps manifests out."""
+    _printable_streams()  # here too, for the app called without main (typer's CliRunner)
 
 
 app.command("validate")(validate.command)
@@ -77,9 +79,21 @@ app.command("fix")(fix.command)
 app.add_typer(fn.app, name="fn")
 
 
+def _printable_streams() -> None:
+    """Text kfg echoes from its input may hold what the terminal's encoding cannot: a lone
+    surrogate in a notebook cell (JSON allows "\\ud800"), or any non-ASCII character under
+    LANG=C. It is printed escaped instead of ending the command with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """Entry point: expected failures end in one line and their exit status; a bug in kfg
     ends in one line saying so (exit 3) and the traceback goes to a log, as pre-commit does."""
+    _printable_streams()
     try:
         app()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from kfg.config.model import DEFAULT_KFP_ENDPOINT
 
 if TYPE_CHECKING:
     from kfg.core.load import LoadResult
+    from kfg.engine.cache import Cache
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -66,6 +67,15 @@ def write_atomic(path: Path, text: str) -> None:
     (0666 less the umask), or the mode of the file it replaces, so a kale.yaml is as
     readable to the team and to CI as any other file the user writes.
     """
+    if path.is_dir():
+        usage_error(f"{path} is a directory; name the file to write")
+    try:
+        _write_atomic(path, text)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = path.stat().st_mode & 0o7777
@@ -116,3 +126,19 @@ def config_files_or_exit(
     if not files:
         usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
     return targets, files
+
+
+def cache_or_exit(cache_dir: Path | None, config: Path) -> Cache:
+    """The step cache of `kfg run` and `kfg tune`: --cache-dir, or .kfg at the repository's
+    top; a directory that cannot be made is refused before anything runs."""
+    from kfg.core.load import repository_root
+    from kfg.engine.cache import Cache
+
+    root = cache_dir or repository_root(config.parent) / ".kfg"
+    if root.exists() and not root.is_dir():
+        usage_error(f"--cache-dir: {root} is not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot use the cache directory {root}: {exc.strerror or exc}")
+    return Cache(root, warn=lambda message: typer.echo(message, err=True))

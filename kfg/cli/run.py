@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from kfg.cli.common import EXIT_INVALID, fail, load_or_exit, usage_error
+from kfg.cli.common import EXIT_INVALID, cache_or_exit, fail, load_or_exit, usage_error
 
 if TYPE_CHECKING:
     from kfg.engine.runner import RunSummary, StepState
@@ -120,9 +120,7 @@ def command(
     Exit status: 0 when every step succeeded, 1 when a step failed or the input is
     invalid, 2 for a usage error, 130 when interrupted.
     """
-    from kfg.core.load import repository_root
     from kfg.diagnostics import did_you_mean
-    from kfg.engine.cache import Cache
     from kfg.engine.runner import Engine, EngineError
     from kfg.launcher.params import ParameterError, parse_override
 
@@ -154,10 +152,7 @@ def command(
         except ParameterError as exc:
             usage_error(f"--param {exc}")
         values[name] = value
-    cache = Cache(
-        cache_dir or repository_root(config.parent) / ".kfg",
-        warn=lambda message: typer.echo(message, err=True),
-    )
+    cache = cache_or_exit(cache_dir, config)
 
     progress = _Progress(names)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from kfg.cli.common import fail, load_or_exit, usage_error
+from kfg.cli.common import cache_or_exit, fail, load_or_exit, usage_error
 
 if TYPE_CHECKING:
     from kfg.engine.tuning import TrialResult, TuneSummary
@@ -48,6 +48,8 @@ class _Progress:
                 f"  {params}  [{len(result.executed)} step(s) ran, {result.seconds:.1f} s]",
                 err=True,
             )
+            if result.error:
+                typer.echo(f"  {result.error}", err=True)
             return
         from rich.table import Table
 
@@ -122,8 +124,6 @@ def command(
     Exit status: 0 when at least one trial completed, 1 otherwise or for invalid input,
     2 for a usage error, 130 when interrupted.
     """
-    from kfg.core.load import repository_root
-    from kfg.engine.cache import Cache
     from kfg.engine.tuning import TuneError, local_notes, tune
 
     if trials is not None and trials < 1:
@@ -135,10 +135,7 @@ def command(
     assert pipeline is not None and flow is not None and notebook is not None
     if pipeline.tuning is None:
         fail(f"{result.display} has no spec.tuning")
-    cache = Cache(
-        cache_dir or repository_root(config.parent) / ".kfg",
-        warn=lambda message: typer.echo(message, err=True),
-    )
+    cache = cache_or_exit(cache_dir, config)
     for note in local_notes(pipeline.tuning):
         typer.echo(f"kfg: warning: {note}", err=True)
     try:
@@ -165,4 +162,5 @@ def command(
     else:
         typer.echo(_table(summary), nl=False)
     if summary.best is None:
-        fail("no trial completed")
+        reasons = sorted({t.error for t in summary.trials if t.error})
+        fail("no trial completed" + "".join(f"\n  {reason}" for reason in reasons[:5]))

@@ -126,6 +126,9 @@ def _locate_notebook(
     if os.path.isabs(relative):
         findings.error(path, "notebook-path", "the notebook path must be relative to this file")
         return None
+    if "\0" in relative:
+        findings.error(path, "notebook-path", "the notebook path holds a NUL character")
+        return None
     candidate = Path(os.path.realpath(result.path.parent / relative))  # no raise on a loop
     if not candidate.is_relative_to(root):
         findings.error(

@@ -10,6 +10,7 @@ draw progress without the engine knowing about terminals.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -245,12 +246,23 @@ class Engine:
         return state
 
     def _keep_failure(self, name: str, work: Path) -> Path:
-        """A failed step's log (and report) stay on disk, outside the cache."""
+        """A failed step's log (and report) stay on disk, outside the cache: the latest
+        failure of each step. Parallel trials fail the same step at once; each replaces the
+        one before under a lock, and another kfg process doing the same is retried."""
         target = self.cache.root / "failed" / name
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(work, target)
+        with self.cache.claim(f"failed/{name}"):
+            for _ in range(10):
+                retired = target.parent / f".{name}.old-{os.getpid()}-{threading.get_ident()}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(target, retired)
+                    shutil.rmtree(retired, ignore_errors=True)
+                try:
+                    os.replace(work, target)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
         return target / LOG
 
     def stop(self) -> None:

@@ -52,6 +52,7 @@ class TrialResult:
     metrics: dict[str, float]
     seconds: float
     executed: tuple[str, ...] = ()
+    error: str | None = None  # why a failed trial failed, in the step's words
 
 
 @dataclass
@@ -92,6 +93,7 @@ class TuneSummary:
                     "metrics": t.metrics,
                     "seconds": round(t.seconds, 3),
                     "executed_steps": list(t.executed),
+                    "error": t.error,
                 }
                 for t in self.trials
             ],
@@ -365,16 +367,25 @@ def suggest(trial: Any, space: SearchSpace, parameter_type: str) -> Any:
     return choice
 
 
-def study_name(pipeline: Pipeline) -> str:
-    """Changing the search (not just the trial count) starts a new study."""
+def study_name(pipeline: Pipeline, notebook: Notebook) -> str:
+    """Changing the search (not just the trial count) starts a new study, and so does
+    changing what a trial computes: the code of the prelude and the steps, or the value of
+    a parameter that is not tuned. Trials of different code are not comparable, and Katib
+    gets a new Experiment then too (its trials run a new pipeline version)."""
     tuning = pipeline.tuning
     assert tuning is not None
+    tuned = {s.name for s in tuning.parameters}
     fixed = {
         "metric": tuning.metric,
         "type": tuning.goal_type,
         "algorithm": tuning.algorithm,
         "settings": tuning.algorithm_settings,
         "parameters": [vars(s) for s in tuning.parameters],
+        "code": {
+            "prelude": [notebook.cell(c).source for c in pipeline.prelude],
+            "steps": [[s.name, [notebook.cell(c).source for c in s.cells]] for s in pipeline.steps],
+            "defaults": {p.name: p.default for p in pipeline.parameters if p.name not in tuned},
+        },
     }
     if tuning.revision is not None:  # bumping it starts afresh, as in the cluster
         fixed["revision"] = str(tuning.revision)
@@ -407,8 +418,10 @@ def tune(
     types = {p.name: p.type_name for p in pipeline.parameters}
     at_once = parallel or tuning.parallel_trials
     chosen = sampler(tuning, types, at_once)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = study_name(pipeline)
+    # Optuna logs every failed trial with the objective's traceback; kfg reports the step's
+    # own error with the trial instead, and keeps Optuna's errors.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    name = study_name(pipeline, notebook)
     study = optuna.create_study(
         storage=study_storage(cache, name),
         study_name=name,
@@ -634,6 +647,7 @@ def _result(trial: Any) -> TrialResult:
         metrics=dict(record.get("metrics", {})),
         seconds=float(record.get("seconds", 0.0)),
         executed=tuple(record.get("executed", ())),
+        error=record.get("error") if state == "FAIL" else None,
     )
 
 

@@ -52,8 +52,12 @@ def _yaml() -> Any:
     return handler
 
 
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _annotation(item: Any, *names: str) -> str | None:
-    annotations = ((item or {}).get("metadata") or {}).get("annotations") or {}
+    annotations = _mapping(_mapping(_mapping(item).get("metadata")).get("annotations"))
     for name in names:
         if name in annotations:
             return str(annotations[name])
@@ -109,8 +113,17 @@ def _targets(resources: Any, workdir: Path, results: list[dict[str, Any]]) -> li
                 continue
             targets.append(Target(workdir / located, _dump(_without_kpt_annotations(item))))
     unique: dict[Path, Target] = {}
+    package = workdir.resolve()
     for target in targets:
-        unique.setdefault(target.path.resolve(), target)
+        resolved = target.path.resolve()
+        if not resolved.is_relative_to(package):
+            results.append(
+                _result(
+                    f"{target.path} is outside the package; a function reads only its own files"
+                )
+            )
+            continue
+        unique.setdefault(resolved, target)
     return list(unique.values())
 
 
@@ -120,7 +133,7 @@ def _without_kpt_annotations(item: Any) -> Any:
     import copy
 
     clean = copy.deepcopy(item)
-    annotations = (clean.get("metadata") or {}).get("annotations")
+    annotations = _mapping(_mapping(clean.get("metadata")).get("annotations"))
     if annotations:
         for key in (PATH, INDEX, LEGACY_PATH, LEGACY_INDEX, "internal.config.kubernetes.io/id"):
             annotations.pop(key, None)

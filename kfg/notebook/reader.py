@@ -77,10 +77,20 @@ class Notebook:
 
 def _source(value: Any, where: str) -> str:
     if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(part, str) for part in value):
-        return "".join(value)
-    raise NotebookError(f"{where}: `source` must be a string or a list of strings")
+        source = value
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        source = "".join(value)
+    else:
+        raise NotebookError(f"{where}: `source` must be a string or a list of strings")
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON can escape a lone surrogate; no editor saves one
+        line = source.count("\n", 0, exc.start) + 1
+        raise NotebookError(
+            f"{where}, line {line}: `source` holds {source[exc.start]!r}, half of a UTF-16"
+            " surrogate pair, which is not text Python or an editor can read"
+        ) from None
+    return source
 
 
 def parse_notebook(text: str, path: Path) -> Notebook:

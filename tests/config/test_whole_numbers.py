@@ -89,7 +89,10 @@ def test_a_float_max_trials_renders_as_an_int(tmp_path: Path) -> None:
     ("tuning", "fragment"),
     [
         ({"maxTrials": 2**31}, "must be at most 2147483647"),
-        ({"parameters": {"n": {"type": "int", "min": 1, "max": 10**26}}}, "at most 9007199254740991"),
+        (
+            {"parameters": {"n": {"type": "int", "min": 1, "max": 10**26}}},
+            "at most 9007199254740991",
+        ),
     ],
 )
 def test_integers_beyond_their_field_are_refused(

@@ -15,7 +15,8 @@ import optuna
 import pytest
 
 from kfg.config.model import SearchSpace, Tuning
-from kfg.engine.cache import Cache
+from kfg.core.load import load_pipeline
+from kfg.engine.cache import LOG, Cache
 from kfg.engine.tuning import (
     LEGACY_STUDIES,
     LOCAL_SETTINGS,
@@ -84,13 +85,29 @@ def test_trials_reuse_upstream_steps_and_a_study_resumes(tmp_path: Path) -> None
     assert more.new_trials == 2
 
 
+def test_changing_what_a_trial_computes_starts_a_new_study(tmp_path: Path) -> None:
+    """Trials of different code are not comparable: the study is named after the search,
+    the steps' and prelude's code and the untuned parameters' values, not the trial count."""
+    first, _ = _pipeline(tmp_path)
+    name = study_name(first.pipeline, first.notebook)
+    more, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 9})
+    assert study_name(more.pipeline, more.notebook) == name
+    book = tmp_path / "n.ipynb"
+    for old, new in [("sum(base) * a", "sum(base) * a * 2"), ("c = 0.5", "c = 0.7")]:
+        _pipeline(tmp_path)
+        book.write_text(book.read_text().replace(old, new))
+        changed = load_pipeline(tmp_path / "kale.yaml")
+        assert changed.pipeline and changed.notebook, old
+        assert study_name(changed.pipeline, changed.notebook) != name, old
+
+
 def test_the_study_is_a_journal_file_and_plots_are_drawn_only_when_asked(tmp_path: Path) -> None:
     result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 2})
     cache = Cache(tmp_path / ".kfg")
     summary = tune(result.pipeline, result.flow, result.notebook, cache)
     assert summary.new_trials == 2 and summary.plots == {}
     assert not (cache.root / "tune").exists()  # no matplotlib on the way to the results
-    name = study_name(result.pipeline)
+    name = study_name(result.pipeline, result.notebook)
     assert [p.name for p in (cache.root / STUDIES).iterdir()] == [f"{name}.journal"]
     assert not (cache.root / SHARED_STUDIES).exists()
     assert not (cache.root / LEGACY_STUDIES).exists()
@@ -107,7 +124,7 @@ def test_a_study_an_older_kfg_kept_in_sqlite_is_copied_and_resumes(tmp_path: Pat
     # What kfg stored before the journal: SQLite, each field its own user attribute.
     old = optuna.create_study(
         storage=f"sqlite:///{root / LEGACY_STUDIES}",
-        study_name=study_name(result.pipeline),
+        study_name=study_name(result.pipeline, result.notebook),
         direction="maximize",
     )
     trial = old.ask()
@@ -144,7 +161,9 @@ def test_a_study_an_older_kfg_kept_in_the_shared_journal_is_copied_and_resumes(
     shared = JournalStorage(JournalFileBackend(str(root / SHARED_STUDIES)))
     optuna.create_study(storage=shared, study_name="other-study")
     old = optuna.create_study(
-        storage=shared, study_name=study_name(result.pipeline), direction="maximize"
+        storage=shared,
+        study_name=study_name(result.pipeline, result.notebook),
+        direction="maximize",
     )
     trial = old.ask()
     trial.suggest_int("a", 1, 5)
@@ -160,7 +179,9 @@ def test_a_study_an_older_kfg_kept_in_the_shared_journal_is_copied_and_resumes(
     assert (root / SHARED_STUDIES).read_bytes() == before  # an older kfg still reads it
     # Only this study came along; the other stays where it was.
     copied = JournalStorage(JournalFileBackend(str(next((root / STUDIES).iterdir()))))
-    assert [s.study_name for s in copied.get_all_studies()] == [study_name(result.pipeline)]
+    assert [s.study_name for s in copied.get_all_studies()] == [
+        study_name(result.pipeline, result.notebook)
+    ]
     again = tune(result.pipeline, result.flow, result.notebook, Cache(root, warn=warnings.append))
     assert again.new_trials == 0 and len(again.trials) == 3 and len(warnings) == 1
 
@@ -393,3 +414,34 @@ def test_the_prelude_warms_up_before_optuna_is_imported(
     monkeypatch.setattr("builtins.__import__", watching_import)
     summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
     assert summary.new_trials == 2 and started and "kfg.runtime.step" in started[0]
+
+
+def test_failed_trials_say_why_and_parallel_failures_of_one_step_all_land(tmp_path: Path) -> None:
+    """Two trials failing the same step at once both keep its log under failed/ (one
+    replacing the other), and each trial carries the step's error, not Optuna's traceback."""
+    result = make(
+        tmp_path,
+        [
+            ("code", "a = 1"),
+            ("code", "raise ValueError(f'no good: {a}')\nscore = 1.0"),
+        ],
+        [{"name": "train", "cells": [2]}],
+        parameters={"cell": 1},
+        metrics=[{"name": "score", "variable": "score"}],
+        tuning={
+            "objective": {"metric": "score", "type": "maximize"},
+            "algorithm": {"name": "random", "settings": {"random_state": 1}},
+            "maxTrials": 4,
+            "parallelTrials": 2,
+            "parameters": {"a": {"type": "int", "min": 1, "max": 100}},
+        },
+    )
+    assert result.ok, messages(result)
+    assert result.pipeline and result.flow and result.notebook
+    summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
+    assert [t.state for t in summary.trials] == ["FAIL"] * 4
+    for trial in summary.trials:
+        assert trial.error is not None and "no good" in trial.error, trial
+    assert (tmp_path / ".kfg" / "failed" / "train" / LOG).is_file()
+    assert [p.name for p in (tmp_path / ".kfg" / "failed").iterdir()] == ["train"]
+    assert summary.as_dict()["trials"][0]["error"] == summary.trials[0].error

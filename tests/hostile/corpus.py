@@ -86,6 +86,15 @@ HOSTILE_VALUES: list[tuple[str, str, bool | None]] = [
     ("cells-open-range", kale("cells: [2]", 'cells: ["2-"]'), False),
     ("cells-reverse-range", kale("cells: [2]", 'cells: ["3-2"]'), False),
     ("cells-float", kale("cells: [2]", "cells: [2.5]"), False),
+    ("cells-integral-float", kale("cells: [2]", "cells: [2.0]"), None),
+    ("notebook-nul", kale("notebook: tiny.ipynb", 'notebook: "tiny\\0.ipynb"'), False),
+    ("timeout-huge", kale("cells: [2]", "cells: [2]\n      timeout: 999999999999999999999"), False),
+    (
+        "timeout-days-huge",
+        kale("cells: [2]", "cells: [2]\n      timeout: 99999999999999999d"),
+        False,
+    ),
+    ("timeout-integral-float", kale("cells: [2]", "cells: [2]\n      timeout: 60.0"), None),
     ("cells-bool", kale("cells: [2]", "cells: [true]"), False),
     ("cells-huge", kale("cells: [2]", "cells: [1e400]"), False),
     ("cells-overlap", kale("cells: [3]", "cells: [2]"), False),
@@ -213,6 +222,7 @@ HOSTILE_NOTEBOOKS: list[tuple[str, object]] = [
         _cells(*_CELL[:2], {**_CELL[2], "source": "x = " + "(" * 5000 + "1" + ")" * 5000}),
     ),
     ("metadata-list", notebook(metadata=[1])),
+    ("cell-lone-surrogate", _cells(*_CELL[:2], {**_CELL[2], "source": "x = '\ud800'"})),
     ("many-cells", _cells(*_CELL, *[{**_CELL[1], "id": f"x{i}"} for i in range(5_000)])),
     ("deep-json", b'{"cells": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 ]
@@ -231,6 +241,17 @@ RESOURCE_LISTS: list[tuple[str, str | bytes]] = [
     (
         "function-config-list",
         "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nfunctionConfig: [1]\nitems: []\n",
+    ),
+    (
+        "item-metadata-list",
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n"
+        "- {apiVersion: kfg.dev/v1alpha1, kind: NotebookPipeline, metadata: [1], spec: {}}\n",
+    ),
+    (
+        "config-map-paths-outside",
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\nfunctionConfig:\n"
+        "  {apiVersion: v1, kind: ConfigMap, metadata: {name: c},"
+        " data: {paths: '../../etc/passwd /etc/hostname'}}\n",
     ),
     (
         "hostile-pipeline",
