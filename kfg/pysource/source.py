@@ -48,9 +48,13 @@ def parse_cell(source: str) -> ast.Module | SyntaxProblem:
     """The cell's syntax tree as the step runtime will run it, or where it fails to parse."""
     try:
         try:
-            return ast.parse(source)  # plain Python, the common case: parsed once
+            tree = ast.parse(source)  # plain Python, the common case: parsed once
         except SyntaxError:
-            return ast.parse(to_python(source))
+            tree = ast.parse(to_python(source))
+        # What parses may still not compile: `return` or `yield` outside a function,
+        # `nonlocal` at the top. The runtime compiles as this does (top-level await allowed).
+        compile(tree, "<cell>", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        return tree
     except SyntaxError as exc:
         return SyntaxProblem(exc.lineno or 1, exc.msg)
     except (ValueError, RecursionError, MemoryError) as exc:

@@ -872,6 +872,27 @@ def _cell_filename(position: int) -> str:
     return f"<cell {position}>"
 
 
+# A cell may `await` at the top level, as in Jupyter (IPython's autoawait): the cell then
+# compiles to a coroutine, run to completion on one event loop that lives as long as the
+# step, so what one cell binds to the loop (a client session, a queue) works in the next.
+_TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect into every step
+_loop: Any = None
+
+
+def _run(code: types.CodeType, namespace: dict[str, Any]) -> Any:
+    result = eval(code, namespace)
+    if not code.co_flags & _CO_COROUTINE:
+        return result
+    global _loop
+    if _loop is None:
+        import asyncio
+
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(result)
+
+
 def run_cell(position: int, source: str, namespace: dict[str, Any], outputs: Outputs) -> None:
     """Execute one cell; display its last expression unless it ends with `;`."""
     filename = _cell_filename(position)
@@ -882,9 +903,11 @@ def run_cell(position: int, source: str, namespace: dict[str, Any], outputs: Out
     if isinstance(final, ast.Expr) and not source.rstrip().endswith(";"):
         tree.body.pop()
         last = ast.Expression(final.value)
-    exec(compile(tree, filename, "exec", dont_inherit=True), namespace)
+    _run(compile(tree, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace)
     if last is not None:
-        value = eval(compile(last, filename, "eval", dont_inherit=True), namespace)
+        value = _run(
+            compile(last, filename, "eval", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace
+        )
         if value is not None:
             namespace["_"] = value
             outputs.display(value)

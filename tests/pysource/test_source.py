@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kfg.pysource.source import bound_names, is_ipython_call, parse_cell, to_python
+from kfg.pysource.source import (
+    SyntaxProblem,
+    bound_names,
+    is_ipython_call,
+    parse_cell,
+    to_python,
+)
 
 
 def names(code: str) -> set[str]:
@@ -83,3 +89,21 @@ def test_syntax_errors_are_reported_with_their_line() -> None:
 @given(st.text(max_size=200))
 def test_parse_cell_never_raises(source: str) -> None:
     parse_cell(source)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("return 1", "'return' outside function"),
+        ("x = 1\nyield x", "'yield' outside function"),
+        ("nonlocal x", "nonlocal declaration not allowed at module level"),
+    ],
+)
+def test_what_parses_but_cannot_compile_is_a_syntax_problem(code: str, message: str) -> None:
+    problem = parse_cell(code)
+    assert isinstance(problem, SyntaxProblem), problem
+    assert problem.message == message
+
+
+def test_top_level_await_compiles_as_jupyter_runs_it() -> None:
+    assert isinstance(parse_cell("import asyncio\nawait asyncio.sleep(0)"), ast.Module)

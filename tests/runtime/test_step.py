@@ -77,6 +77,23 @@ def test_shell_and_magics_work_at_run_time(
     assert load_value(str(tmp_path / "v")) == "1"
 
 
+def test_top_level_await_runs_as_in_jupyter_on_one_loop_per_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IPython's autoawait lets a cell `await`; a queue made in one cell works in the next,
+    so every cell of a step runs on the same event loop."""
+    run(
+        tmp_path,
+        [
+            "import asyncio\nqueue = asyncio.Queue()\nawait queue.put(41)",
+            "got = await queue.get()\nawait asyncio.sleep(0, result=got + 1)",
+        ],
+        outputs={"got": str(tmp_path / "got")},
+    )
+    assert load_value(str(tmp_path / "got")) == 41
+    assert "42" in capsys.readouterr().out  # the awaited last expression is displayed
+
+
 def test_unsupported_magic_fails_with_cell_and_line(tmp_path: Path) -> None:
     with pytest.raises(
         StepFailed,
