@@ -32,6 +32,7 @@ def command(
 
     _, files = config_files_or_exit(paths, root)
     drifted: list[str] = []
+    stuck: list[str] = []
     for path in files:
         try:
             result = fix_file(path, root=root, ids=ids)
@@ -45,6 +46,11 @@ def command(
             typer.echo(f"{result.display}: {result.drift}", err=True)
         for note in result.notes:
             typer.echo(f"{result.display}: {note}", err=True)
+        for problem in result.problems:
+            typer.echo(f"{result.display}: cannot follow {problem}", err=True)
+        if result.problems:
+            stuck.append(result.display)
+            continue
         if not result.changed:
             continue
         if write:
@@ -52,6 +58,8 @@ def command(
             typer.echo(f"{result.display}: fixed")
         elif not check:
             typer.echo(result.diff(), nl=False)
+    if stuck:
+        fail(f"{', '.join(stuck)} left unchanged: settle the references above by hand")
     if check and drifted:
         flags = " ".join(str(p) for p in drifted)
         typer.echo(

@@ -89,6 +89,11 @@ def _drift_message(drift: anchors.Drift, spec: dict[str, Any], notebook: Noteboo
                 continue
             if ref.start == ref.end:
                 what = f"cell {ref.start}, which is now cell {start}"
+            elif start > end:
+                what = (
+                    f"cells {ref.start}-{ref.end}, whose first is now cell {start} and last"
+                    f" cell {end} (reordered: list its cells by hand)"
+                )
             else:
                 what = f"cells {ref.start}-{ref.end}, which are now {start}-{end}"
             broken.append(

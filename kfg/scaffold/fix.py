@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ class FixError(Exception):
     """kale.yaml cannot be fixed (it does not parse, or its notebook is missing)."""
 
 
+class _Unfollowable(Exception):
+    """A reference whose cells moved in a way no reference of its kind can follow."""
+
+
 @dataclass
 class FixResult:
     path: Path
@@ -39,6 +44,9 @@ class FixResult:
     fixed: str
     notes: list[str] = field(default_factory=list)
     drift: str = ""
+    # References kfg cannot follow (their cells were reordered across them): the file is
+    # not rewritten until the author settles them.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -75,6 +83,12 @@ def _retarget(
     start, end = ref.start, ref.end
     if drift:
         start, end = drift.translate(start), drift.translate(end)
+    if start > end:
+        raise _Unfollowable(
+            f"cells {ref.start}-{ref.end}: the first is now cell {start} and the last cell"
+            f" {end}, so the cells between were reordered and no range selects what this one"
+            " meant; list the cells it should hold by hand"
+        )
     if ids:
         first, last = notebook.cell(start).id, notebook.cell(end).id
         return f"id:{first}" if start == end else f"id:{first}..id:{last}"
@@ -101,9 +115,20 @@ def _line_end(text: str, index: int) -> int:
     return len(text) if end < 0 else end
 
 
+_PROPERTIES = re.compile(r"(?:[&!][^\s\[\]{},]*\s+)*")
+
+
+def _value_start(text: str, node: Node) -> int:
+    """Where a node's value begins: after its anchor (`&cells`) and tag, which an alias
+    elsewhere in the file may need, so they stay."""
+    index = int(node.start_mark.index)
+    match = _PROPERTIES.match(text, index)
+    return match.end() if match else index
+
+
 def _sequence_edit(text: str, node: SequenceNode, items: list[str]) -> _Edit:
     if node.flow_style or not node.value:
-        return _Edit(node.start_mark.index, node.end_mark.index, "[" + ", ".join(items) + "]")
+        return _Edit(_value_start(text, node), node.end_mark.index, "[" + ", ".join(items) + "]")
     first, last = node.value[0], node.value[-1]
     start = _line_start(text, first.start_mark.index)
     prefix = text[start : first.start_mark.index]
@@ -197,7 +222,12 @@ def fix_text(
             except CellRefError:
                 out.append(_quote(value))
                 continue
-            new = _retarget(ref, value, drift, notebook, ids)
+            try:
+                new = _retarget(ref, value, drift, notebook, ids)
+            except _Unfollowable as exc:
+                fixed.problems.append(f"{describe_role(role)}: {exc}")
+                out.append(_quote(value))
+                continue
             changed |= new != value
             out.append(_quote(new))
             try:
@@ -238,7 +268,7 @@ def fix_text(
         if isinstance(node, SequenceNode):
             edits.append(_sequence_edit(original, node, new_items))
         else:
-            edits.append(_Edit(node.start_mark.index, node.end_mark.index, new_items[0]))
+            edits.append(_Edit(_value_start(original, node), node.end_mark.index, new_items[0]))
 
     record = {key: anchors.fingerprint(notebook.cell(p)) for p, (key, _) in sorted(hashes.items())}
     roles = {key: role.replace("`", "") for key, role in hashes.values()}
@@ -263,6 +293,8 @@ def fix_text(
         end = _line_end(original, _last_end(list(nodes.values())[-1][1]))
         edits.append(_Edit(end, end, "\n" + _hashes_text(record, roles, indent, False)))
 
+    if fixed.problems:
+        edits = []  # half a fix would record fingerprints for references left stale
     text = original
     for edit in sorted(edits, key=lambda e: e.start, reverse=True):
         edit = _keep_comment_column(original, edit)

@@ -365,3 +365,42 @@ def test_render_and_run_report_the_same_explanation(
         assert "cells moved in demo.ipynb: a cell was inserted above cell 3" in result.stderr
         assert "run `kfg fix --write`" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_range_whose_cells_were_reordered_is_left_for_the_author(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load2 moved above load1: `4-6` would become `6-4`, a range that selects nothing (and
+    that validate refuses). fix says so, exits 1 and writes nothing, not half a fix."""
+    config = setup(tmp_path, ids=False, anchor_ids=False)
+    recorded = config.read_text()
+    load1, loadmid, load2 = BASE[3], BASE[4], BASE[5]
+    edit(tmp_path, [*BASE[:3], load2, loadmid, load1, *BASE[6:]])
+    result = fix_file(config)
+    assert result.problems and "step `load`: cells 4-6" in result.problems[0]
+    assert result.fixed == recorded
+    monkeypatch.chdir(tmp_path)
+    written = CliRunner().invoke(app, ["fix", "--write", "kale.yaml"])
+    assert written.exit_code == 1
+    assert "cannot follow step `load`" in written.stderr
+    assert "left unchanged" in written.stderr
+    assert config.read_text() == recorded
+    assert "reordered: list its cells by hand" in " ".join(
+        d.message for d in load_pipeline(config).diagnostics
+    )
+
+
+def test_anchors_and_tags_on_a_followed_reference_stay(tmp_path: Path) -> None:
+    """Only the value changes: an anchor an alias elsewhere may use, and a tag, are kept."""
+    (tmp_path / ".git").mkdir()
+    write_nb(tmp_path / "demo.ipynb", BASE)
+    config = tmp_path / "kale.yaml"
+    text = POSITIONAL.replace('cells: ["4-6"]', 'cells: &loading ["4-6"]').replace(
+        "parameters: {cell: 3}", "parameters: {cell: !!int 3}"
+    )
+    config.write_text(text, encoding="utf-8")
+    config.write_text(fix_file(config).fixed, encoding="utf-8")
+    edit(tmp_path, [("top", "code", "import os"), *BASE])
+    fixed = fix_file(config).fixed
+    assert 'cells: &loading ["5-7"]' in fixed
+    assert "parameters: {cell: !!int 4}" in fixed
