@@ -124,6 +124,7 @@ class _Analysis:
         self.problems: list[Problem] = []
         self.latest: dict[str, _Origin] = {}
         self.needs: dict[str, frozenset[str]] = {}
+        self.binds: dict[str, frozenset[str]] = {}  # the globals each function assigns
         self.prelude_star = False
         self.prelude_parameters: set[str] = set()
         self.notebook = notebook
@@ -175,6 +176,7 @@ class _Analysis:
                         None,
                     )
             self.needs.update(cell.facts.needs)
+            self.binds.update(cell.facts.binds)
         for name in state.local:
             self.latest[name] = _Origin("")
 
@@ -203,15 +205,16 @@ class _Analysis:
                 )
             elif event.kind is Kind.READ:
                 self._read(state, event.name, where, set())
+                # Using a function that assigns globals (most likely calling it) binds them
+                # here: a later step reads them from this step, not from the one defining it.
+                for name in sorted(self.binds.get(event.name, ())):
+                    self._bind(state, name, "value", None)
             elif event.kind is Kind.BIND:
-                state.local.add(event.name)
-                state.rebound.add(event.name)
-                state.deleted.discard(event.name)
-                state.changed[event.name] = event.how
-                if event.name in cell.facts.needs and event.how in BY_VALUE_CODE:
-                    state.needs[event.name] = cell.facts.needs[event.name]
+                if event.how in BY_VALUE_CODE:
+                    self.binds[event.name] = cell.facts.binds.get(event.name, frozenset())
                 else:
-                    state.needs.pop(event.name, None)
+                    self.binds.pop(event.name, None)
+                self._bind(state, event.name, event.how, cell)
             elif event.kind is Kind.MUTATE:
                 # Changing an object in place makes this step its producer, whether it came
                 # from an earlier step, the prelude or a parameter.
@@ -226,6 +229,16 @@ class _Analysis:
                 state.local.discard(event.name)
                 state.changed.pop(event.name, None)
                 state.deleted.add(event.name)
+
+    def _bind(self, state: _StepState, name: str, how: str, cell: _Cell | None) -> None:
+        state.local.add(name)
+        state.rebound.add(name)
+        state.deleted.discard(name)
+        state.changed[name] = how
+        if cell is not None and name in cell.facts.needs and how in BY_VALUE_CODE:
+            state.needs[name] = cell.facts.needs[name]
+        else:
+            state.needs.pop(name, None)
 
     def _read(self, state: _StepState, name: str, where: str, seen: set[str]) -> None:
         if name in seen:

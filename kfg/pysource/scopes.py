@@ -100,6 +100,8 @@ class CodeFacts:
     events: list[Event] = field(default_factory=list)
     # Global names a function's or class's body reads when it runs, by the name it is bound to.
     needs: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Global names a function assigns (`global g; g = ...`) when it runs, by its name.
+    binds: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _arg_names(args: ast.arguments) -> set[str]:
@@ -249,7 +251,9 @@ def comprehension_free_names(
     for part in parts:
         scope.visit(part)
     walrus = scope.walrus
-    return (scope.loads | scope.nested) - targets - (scope.stores - walrus), walrus
+    # A name the comprehension binds with `:=` is its own when read there too, as in
+    # `[w for i in xs if (w := f(i))]`: the condition runs before the element.
+    return (scope.loads | scope.nested) - targets - scope.stores, walrus
 
 
 def _base_name(node: ast.expr) -> str | None:
@@ -312,9 +316,24 @@ class _ModuleFacts(ast.NodeVisitor):
             self.visit(target)
 
     def visit_Assign(self, node: ast.Assign) -> None:
+        if isinstance(node.value, ast.Lambda) and all(
+            isinstance(t, ast.Name) for t in node.targets
+        ):
+            self._named_lambda(node.value, [t.id for t in node.targets if isinstance(t, ast.Name)])
+            return
         self.visit(node.value)
         for target in node.targets:
             self._target(target)
+
+    def _named_lambda(self, node: ast.Lambda, names: list[str]) -> None:
+        """`f = lambda v: v * k` is a function as much as `def f(v)`: its body reads `k`
+        when it is called, wherever that is, so the name carries what it needs."""
+        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(expr)
+        needs = frozenset(function_free_names(node))
+        for name in names:
+            self.facts.needs[name] = needs
+            self._event(Kind.BIND, name, node, "def")
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is None:
@@ -373,8 +392,13 @@ class _ModuleFacts(ast.NodeVisitor):
         for expr in _evaluated_at_definition(node):
             self.visit(expr)
         self.facts.needs[node.name] = frozenset(function_free_names(node))
+        assigned = _declared_globals_assigned(node)
+        self.facts.binds[node.name] = frozenset(assigned)
         self._event(Kind.BIND, node.name, node, "def")
-        for name in sorted(_declared_globals_assigned(node)):
+        # Defining it binds them only if something calls it; kfg cannot always see the call
+        # (another function may make it), so the definition counts too, and so does each
+        # module-level use of the name (kfg.analysis.dataflow).
+        for name in sorted(assigned):
             self._event(Kind.BIND, name, node)
 
     visit_AsyncFunctionDef = visit_FunctionDef

@@ -71,6 +71,26 @@ PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 _LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
 _ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
 _HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
+_TIMED = re.compile(r"^(?P<indent>\s*)%(?:time|timeit)\s+(?P<code>[^-\s].*)$")
+
+
+def _without_timing_options(line: str) -> str:
+    """The statement of `%timeit -n 10 -r 3 -q f(x)`: the options go, the code runs once."""
+    rest = line.strip()
+    while rest.startswith("-"):
+        option, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        if option in ("-n", "-r", "-p") and rest:  # the value comes as the next word
+            rest = rest.partition(" ")[2].lstrip()
+    return rest
+
+
+def _is_python(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
 
 
 def _call(kind: str, rest: str) -> str:
@@ -108,7 +128,12 @@ def transform(source: str) -> str:
                 out.append(assigned.group("head") + _call(kind, rest))
             continue
         magic = _LINE.match(line)
-        if magic and not magic.group("kind").startswith("%%"):
+        timed = _TIMED.match(line)
+        if timed and _is_python(timed.group("code")):
+            # `%time y = f(x)` runs its statement in the notebook's namespace: as the
+            # statement itself it binds `y` for the analysis too (without the timing line).
+            out.append(timed.group("indent") + timed.group("code"))
+        elif magic and not magic.group("kind").startswith("%%"):
             out.append(magic.group("indent") + _call(magic.group("kind"), magic.group("rest")))
         elif _HELP.match(line):
             out.append(line[: len(line) - len(line.lstrip())] + "pass")
@@ -151,7 +176,7 @@ class Shell:
             return None
         if name in ("time", "timeit"):
             start = time.perf_counter()
-            value = self._run_python(line)
+            value = self._run_python(_without_timing_options(line))
             print(f"Wall time: {time.perf_counter() - start:.3f} s")
             return value
         if name == "env":

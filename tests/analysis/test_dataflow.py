@@ -159,6 +159,52 @@ def test_star_imports_warn_and_silence_undefined_names(tmp_path: Path) -> None:
     )
 
 
+def test_a_lambda_bound_to_a_name_brings_its_free_variables_as_a_function_does(
+    tmp_path: Path,
+) -> None:
+    """`f = lambda v: v * k` reads `k` when it is called, in the step calling it."""
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "k = 3"),
+            ("code", "f = lambda v, d=k: v * k + d"),
+            ("code", "r = f(2)"),
+        ],
+        [step("config", 1), step("define", 2), step("use", 3)],
+    )
+    assert flow.step("use").inputs == {"f": "define", "k": "config"}
+    assert flow.step("define").code_outputs == ("f",)
+    assert flow.step("define").inputs == {"k": "config"}  # the default is read at once
+
+
+def test_globals_a_function_assigns_come_from_the_step_that_calls_it(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "def setup():\n    global g\n    g = 5"),
+            ("code", "setup()"),
+            ("code", "h = g + 1"),
+        ],
+        [step("define", 1), step("call", 2), step("use", 3)],
+    )
+    assert flow.step("use").inputs == {"g": "call"}
+    assert flow.step("define").outputs == ("setup",)
+
+
+def test_timed_statements_and_walrus_in_comprehensions_bind_names(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "x = 2"),
+            ("code", "%time y = x * 2\nys = [w for i in range(3) if (w := i)]"),
+            ("code", "z = y + w"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"w": "b", "y": "b"}
+    assert flow.step("b").inputs == {"x": "a"}
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,

@@ -34,7 +34,10 @@ def run(tmp_path: Path, sources: list[str], **kwargs: Any) -> dict[str, float]:
 
 
 def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
-    source = "%pip install x==1\n!ls -l\nfiles = !ls\nx = %env HOME\n  %time y = 1\ndf?\nz = 1"
+    source = (
+        "%pip install x==1\n!ls -l\nfiles = !ls\nx = %env HOME\n  %time y = 1\ndf?\nz = 1\n"
+        "%timeit -n 3 f(1)"
+    )
     out = transform(source)
     assert out.count("\n") == source.count("\n")
     assert out.splitlines() == [
@@ -42,9 +45,10 @@ def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
         "get_ipython().system('ls -l')",
         "files = get_ipython().getoutput('ls')",
         "x = get_ipython().run_line_magic('env', 'HOME')",
-        "  get_ipython().run_line_magic('time', 'y = 1')",
+        "  y = 1",  # %time runs its statement in the namespace: it is the statement
         "pass",
         "z = 1",
+        "get_ipython().run_line_magic('timeit', '-n 3 f(1)')",
     ]
     assert transform("text = '%d items' % 3") == "text = '%d items' % 3"
 
@@ -92,6 +96,15 @@ def test_top_level_await_runs_as_in_jupyter_on_one_loop_per_step(
     )
     assert load_value(str(tmp_path / "got")) == 41
     assert "42" in capsys.readouterr().out  # the awaited last expression is displayed
+
+
+def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        ["calls = []\n%timeit -n 3 -r1 -q calls.append(1)\nt = %time len(calls)"],
+        outputs={"t": str(tmp_path / "t")},
+    )
+    assert load_value(str(tmp_path / "t")) == 1
 
 
 def test_unsupported_magic_fails_with_cell_and_line(tmp_path: Path) -> None:
