@@ -115,8 +115,8 @@ def _drift_message(drift: anchors.Drift, spec: dict[str, Any], notebook: Noteboo
 
 def _recorded_span(ref: CellRef, recorded: dict[str, str]) -> set[str] | None:
     """The ids an id range covered when its hashes were recorded (keys in notebook order)."""
-    keys = list(recorded)
-    if ref.key not in recorded or ref.end_key not in recorded:
+    keys = [anchors.recorded_id(k) for k in recorded]
+    if ref.key not in keys or ref.end_key not in keys:
         return None
     first, last = keys.index(ref.key), keys.index(ref.end_key)
     return set(keys[first : last + 1])

@@ -52,6 +52,27 @@ def _cells(count: int) -> str:
     return "a cell was" if count == 1 else f"{count} cells were"
 
 
+def hash_key(cell: Cell, position: int, *, by_id: bool) -> str:
+    """The `spec.cellHashes` key of a cell: its id or its position, as the reference to it
+    is written. An id of digits only (nbformat makes one in about fifty) is written
+    `id:20240131`, or it would read as a position."""
+    if by_id and cell.id:
+        return f"id:{cell.id}" if cell.id.isdigit() else cell.id
+    return str(position)
+
+
+def recorded_id(key: str) -> str:
+    """The cell id a `spec.cellHashes` key names (for a position key, the key itself)."""
+    return key[3:] if key.startswith("id:") else key
+
+
+def is_position_key(key: str, notebook: Notebook) -> bool:
+    """A digit key is a position, unless a cell has it as its id: a kale.yaml that an older
+    kfg wrote keyed digit-only ids bare, and reading them as positions reported moves that
+    never happened."""
+    return key.isdigit() and not any(c.id == key for c in notebook.cells)
+
+
 def detect(recorded: Mapping[str, str], notebook: Notebook) -> Drift:
     drift = Drift()
     hashes = [fingerprint(c) for c in notebook.cells]
@@ -59,7 +80,7 @@ def detect(recorded: Mapping[str, str], notebook: Notebook) -> Drift:
     for position, digest in enumerate(hashes, start=1):
         where.setdefault(digest, []).append(position)
     for key, digest in recorded.items():
-        if not key.isdigit():
+        if not is_position_key(key, notebook):
             continue
         old = int(key)
         if old <= len(hashes) and hashes[old - 1] == digest:
@@ -102,6 +123,5 @@ def record(positions: list[int], notebook: Notebook, *, by_id: bool) -> dict[str
     out: dict[str, str] = {}
     for position in sorted(set(positions)):
         cell = notebook.cell(position)
-        key = cell.id if by_id and cell.id else str(position)
-        out[key] = fingerprint(cell)
+        out[hash_key(cell, position, by_id=by_id)] = fingerprint(cell)
     return out

@@ -263,18 +263,33 @@ def _base_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def _mutates(call: ast.Call) -> str | None:
-    """The name of the object a call changes in place, if it visibly does."""
+# Functions that change their first argument in place: builtins (`next` advances an
+# iterator), heapq, random and numpy's shuffle and copyto.
+MUTATING_FUNCTIONS = frozenset(
+    {"setattr", "delattr", "next", "shuffle", "copyto", "heapify", "heappush", "heappop"}
+    | {"heappushpop", "heapreplace"}
+)
+
+
+def _mutates(call: ast.Call) -> list[str]:
+    """The names of the objects a call visibly changes in place."""
     func = call.func
-    if not isinstance(func, ast.Attribute):
-        return None
-    inplace = any(
-        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
-        for k in call.keywords
-    )
-    if inplace or func.attr in MUTATING_METHODS:
-        return _base_name(func.value)
-    return None
+    changed: list[str | None] = []
+    if isinstance(func, ast.Attribute):
+        inplace = any(
+            k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in call.keywords
+        )
+        if inplace or func.attr in MUTATING_METHODS:
+            changed.append(_base_name(func.value))
+    final = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if final in MUTATING_FUNCTIONS and call.args:
+        changed.append(_base_name(call.args[0]))
+    for keyword in call.keywords:  # numpy's `out=`: `np.add(v, 1, out=v)` writes into v
+        if keyword.arg == "out":
+            values = keyword.value.elts if isinstance(keyword.value, ast.Tuple) else [keyword.value]
+            changed += [_base_name(v) for v in values]
+    return [name for name in changed if name is not None]
 
 
 class _ModuleFacts(ast.NodeVisitor):
@@ -375,8 +390,7 @@ class _ModuleFacts(ast.NodeVisitor):
             node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)
         ):
             self._event(Kind.DYNAMIC, node.func.id, node)
-        mutated = _mutates(node)
-        if mutated is not None:
+        for mutated in _mutates(node):
             self._event(Kind.MUTATE, mutated, node)
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:

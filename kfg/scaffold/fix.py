@@ -236,10 +236,8 @@ def fix_text(
                 continue
             if new_ref.kind in ("position", "range", "id", "idrange"):
                 for position in _positions(new_ref, notebook):
-                    cell = notebook.cell(position)
-                    key = (
-                        cell.id if new_ref.kind in ("id", "idrange") and cell.id else str(position)
-                    )
+                    by_id = new_ref.kind in ("id", "idrange")
+                    key = anchors.hash_key(notebook.cell(position), position, by_id=by_id)
                     hashes[position] = (key, describe_role(role))
         return out if changed else None
 

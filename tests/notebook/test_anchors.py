@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from kfg.notebook.anchors import detect, fingerprint, record
@@ -46,3 +47,24 @@ def test_a_deletion_is_located() -> None:
     drift = detect(recorded, _nb([CELLS[0], *CELLS[2:]]))
     assert drift.changes == ["a cell was deleted after cell 1"]
     assert drift.moves == {4: 3}
+
+
+def _with_ids(ids: list[str]) -> Notebook:
+    book = json.loads(notebook_json(CELLS))
+    for cell, cell_id in zip(book["cells"], ids, strict=True):
+        cell["id"] = cell_id
+    book["nbformat_minor"] = 5
+    return parse_notebook(json.dumps(book), Path("n.ipynb"))
+
+
+def test_an_id_of_digits_only_is_keyed_so_it_cannot_read_as_a_position() -> None:
+    """nbformat makes ids of 8 hex digits; about one in fifty is all digits. Keyed bare,
+    `20240131` read as a position and kfg reported 20 million deleted cells."""
+    ids = ["aa11", "20240131", "cc33", "dd44"]
+    book = _with_ids(ids)
+    recorded = record([1, 2, 4], book, by_id=True)
+    assert list(recorded) == ["aa11", "id:20240131", "dd44"]
+    assert not detect(recorded, book)
+    # A kale.yaml an older kfg wrote keyed it bare: still an id, since a cell has it.
+    legacy = {("20240131" if k == "id:20240131" else k): v for k, v in recorded.items()}
+    assert not detect(legacy, book)
