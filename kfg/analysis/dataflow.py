@@ -203,6 +203,9 @@ class _Analysis:
                     " kfg cannot see; other steps will not receive what it defines",
                     state.name,
                 )
+            elif event.kind is Kind.SHELL_READ:
+                if self._known(state, event.name):
+                    self._read(state, event.name, f"{where} (in a shell line)", set())
             elif event.kind is Kind.READ:
                 self._read(state, event.name, where, set())
                 # Using a function that assigns globals (most likely calling it) binds them
@@ -239,6 +242,10 @@ class _Analysis:
             state.needs[name] = cell.facts.needs[name]
         else:
             state.needs.pop(name, None)
+
+    def _known(self, state: _StepState, name: str) -> bool:
+        """Whether a name is a variable here: bound in this step or earlier, or a parameter."""
+        return name in state.local or name in self.latest or name in self.parameters
 
     def _read(self, state: _StepState, name: str, where: str, seen: set[str]) -> None:
         if name in seen:

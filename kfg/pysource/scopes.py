@@ -81,6 +81,9 @@ class Kind(str, Enum):
     DELETE = "delete"
     STAR_IMPORT = "star-import"
     DYNAMIC = "dynamic"  # exec, eval, globals(): names used through strings
+    # `!cp {src} $dst`: read if a variable of that name exists; otherwise IPython runs the
+    # line as written (`$HOME` is the shell's), so it is not an error.
+    SHELL_READ = "shell-read"
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,41 @@ def _mutates(call: ast.Call) -> list[str]:
     return [name for name in changed if name is not None]
 
 
+def _shell_reads(call: ast.Call) -> set[str]:
+    """The variables a translated shell line (`get_ipython().system('cp {src} $dst')`)
+    expands, by the runtime's own reading of the line (kfg.runtime.step.shell_fields)."""
+    func = call.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr in ("system", "getoutput")
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    ):
+        return set()
+    command = call.args[0].value
+    if "{" not in command and "$" not in command:
+        return set()
+    from kfg.runtime.step import shell_fields
+
+    names: set[str] = set()
+    try:
+        fields = shell_fields(command)
+    except ValueError:
+        return set()  # unbalanced braces: the runtime runs the line as written
+    for _, expression, _, _ in fields:
+        try:
+            tree = ast.parse(expression, mode="eval") if expression else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        if tree is not None:
+            names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return names
+
+
 class _ModuleFacts(ast.NodeVisitor):
     """Module-level events, in evaluation order."""
 
@@ -386,6 +424,8 @@ class _ModuleFacts(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
+        for name in sorted(_shell_reads(node)):
+            self._event(Kind.SHELL_READ, name, node)
         if isinstance(node.func, ast.Name) and (
             node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)
         ):

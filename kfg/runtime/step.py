@@ -142,6 +142,51 @@ def transform(source: str) -> str:
     return "\n".join(out)
 
 
+# IPython's `$name` in a shell line (its DollarFormatter): a `$` then a name or dotted
+# attribute outside single quotes; `$$name` is a literal `$name`.
+_DOLLAR = re.compile(r"(.*?)\$(\$?[\w.]+)(?=([^']*'[^']*')*[^']*$)", re.S)
+
+
+def shell_fields(command: str) -> list[tuple[str, str, str | None, str]]:
+    """A shell line cut as IPython expands it: (literal text, Python expression or "",
+    conversion, format spec), from `{expression}` and `$name`. Raises ValueError for
+    unbalanced braces. Shared with kfg's analysis, which counts the names as reads."""
+    import string
+
+    pieces: list[tuple[str, str, str | None, str]] = []
+    for literal, field, spec, conversion in string.Formatter().parse(command):
+        done = 0
+        text = ""
+        for match in _DOLLAR.finditer(literal):
+            before, name = match.group(1), match.group(2)
+            if name.startswith("$"):
+                text += before + name
+            else:
+                pieces.append((text + before, name, None, ""))
+                text = ""
+            done = match.end()
+        pieces.append((text + literal[done:], field or "", conversion, spec or ""))
+    return pieces
+
+
+def expand_shell(command: str, namespace: dict[str, Any]) -> str:
+    """`!mkdir -p {out_dir}` and `!echo $msg` as IPython runs them: each expression
+    evaluated in the notebook's namespace; a line any part of which fails to evaluate
+    (`$HOME` when no variable is called HOME, `awk '{print $1}'`) runs as written."""
+    try:
+        out = []
+        for literal, expression, conversion, spec in shell_fields(command):
+            out.append(literal)
+            if expression:
+                value = eval(expression, namespace)
+                if conversion:
+                    value = {"r": repr, "s": str, "a": ascii}[conversion](value)
+                out.append(format(value, spec))
+        return "".join(out)
+    except Exception:
+        return command
+
+
 class Shell:
     """What `get_ipython()` offers a step: shell commands and the magics pipelines use."""
 
@@ -156,12 +201,16 @@ class Shell:
         self.user_ns = namespace
 
     def system(self, command: str) -> None:
+        self._system(expand_shell(command, self.namespace))
+
+    def _system(self, command: str) -> None:
         completed = subprocess.run(command, shell=True, capture_output=True, text=True)
         sys.stdout.write(completed.stdout)
         sys.stderr.write(completed.stderr)
         self.namespace["_exit_code"] = completed.returncode
 
     def getoutput(self, command: str) -> list[str]:
+        command = expand_shell(command, self.namespace)
         completed = subprocess.run(command, shell=True, capture_output=True, text=True)
         return (completed.stdout + completed.stderr).splitlines()
 
@@ -197,8 +246,8 @@ class Shell:
         )
 
     def run_cell_magic(self, name: str, line: str, body: str) -> None:
-        if name in ("bash", "sh"):
-            self.system(f"{name} -c {shlex.quote(body)}")
+        if name in ("bash", "sh"):  # IPython expands no variables in a cell magic's body
+            self._system(f"{name} -c {shlex.quote(body)}")
         elif name == "script":
             completed = subprocess.run(shlex.split(line), input=body, text=True)
             self.namespace["_exit_code"] = completed.returncode

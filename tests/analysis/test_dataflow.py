@@ -205,6 +205,23 @@ def test_timed_statements_and_walrus_in_comprehensions_bind_names(tmp_path: Path
     assert flow.step("b").inputs == {"x": "a"}
 
 
+def test_variables_a_shell_line_expands_are_read_and_shell_variables_are_not(
+    tmp_path: Path,
+) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "out_dir = '/tmp/o'\nmsg = 'hi'\nn = 2"),
+            (
+                "code",
+                "!mkdir -p {out_dir}\n!echo $msg $HOME > {out_dir}/m\nfiles = !ls {out_dir[:n]}",
+            ),
+        ],
+        [step("setup", 1), step("use", 2)],
+    )
+    assert flow.step("use").inputs == {"msg": "setup", "n": "setup", "out_dir": "setup"}
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from kfg.runtime import step
-from kfg.runtime.step import StepFailed, load_value, run_step, save_value, transform
+from kfg.runtime.step import (
+    StepFailed,
+    expand_shell,
+    load_value,
+    run_step,
+    save_value,
+    transform,
+)
 
 
 def run(tmp_path: Path, sources: list[str], **kwargs: Any) -> dict[str, float]:
@@ -96,6 +104,40 @@ def test_top_level_await_runs_as_in_jupyter_on_one_loop_per_step(
     )
     assert load_value(str(tmp_path / "got")) == 41
     assert "42" in capsys.readouterr().out  # the awaited last expression is displayed
+
+
+@pytest.mark.parametrize(
+    ("command", "expanded"),
+    [
+        ("mkdir -p {out_dir}", "mkdir -p /data/out"),
+        ("echo $msg > {out_dir}/m.txt", "echo hi there > /data/out/m.txt"),
+        ("echo $HOME", "echo $HOME"),  # no such variable: the shell's, line left as written
+        ("echo {msg} $HOME", "echo {msg} $HOME"),  # one part fails: none expands (IPython)
+        ("awk '{print $1}' f", "awk '{print $1}' f"),
+        ("echo '$msg'", "echo '$msg'"),  # single quotes keep a $ for the shell
+        ("echo $$msg", "echo $msg"),
+        ("echo {{x}} {n * 2:03d} {msg!r}", "echo {x} 006 'hi there'"),
+        ("echo $cfg.name", "echo demo"),
+    ],
+)
+def test_shell_lines_expand_variables_as_ipython_does(command: str, expanded: str) -> None:
+    """IPython's var_expand (DollarFormatter): `{expression}` and `$name` from the
+    notebook's namespace, all or nothing."""
+    config = types.SimpleNamespace(name="demo")
+    namespace = {"out_dir": "/data/out", "msg": "hi there", "n": 3, "cfg": config}
+    assert expand_shell(command, namespace) == expanded
+
+
+def test_a_shell_line_in_a_step_uses_the_notebooks_variables(tmp_path: Path) -> None:
+    target = tmp_path / "made"
+    run(
+        tmp_path,
+        [
+            f"where = {str(target)!r}\nword = 'hello'",
+            "!mkdir -p {where}\n!echo $word > {where}/w.txt",
+        ],
+    )
+    assert (target / "w.txt").read_text() == "hello\n"
 
 
 def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> None:
