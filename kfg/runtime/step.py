@@ -179,8 +179,12 @@ def expand_shell(command: str, namespace: dict[str, Any]) -> str:
             out.append(literal)
             if expression:
                 value = eval(expression, namespace)
-                if conversion:
-                    value = {"r": repr, "s": str, "a": ascii}[conversion](value)
+                if conversion == "r":
+                    value = repr(value)
+                elif conversion == "a":
+                    value = ascii(value)
+                elif conversion == "s":
+                    value = str(value)
                 out.append(format(value, spec))
         return "".join(out)
     except Exception:
