@@ -150,7 +150,7 @@ def _locate_notebook(
         )
         return None
     try:
-        return read_notebook(candidate)
+        notebook = read_notebook(candidate)
     except NotebookError as exc:
         result.diagnostics.append(
             Diagnostic(
@@ -168,6 +168,16 @@ def _locate_notebook(
             f"`{relative}` cannot be read as a notebook (see the error above)",
         )
         return None
+    language = notebook.language
+    if language is not None and language not in ("python", "python3", "ipython"):
+        findings.error(
+            path,
+            "not-python",
+            f"`{relative}` is a {language} notebook (its kernel's language); kfg runs the"
+            " cells of Python notebooks",
+        )
+        return None
+    return notebook
 
 
 def load_pipeline(path: Path, *, root: Path | None = None, text: str | None = None) -> LoadResult:

@@ -74,6 +74,16 @@ class Notebook:
     def code_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.is_code)
 
+    @property
+    def language(self) -> str | None:
+        """The kernel's language as the notebook records it (kernelspec, then
+        language_info), lower case; None when it records none."""
+        for section, key in (("kernelspec", "language"), ("language_info", "name")):
+            value = self.metadata.get(section)
+            if isinstance(value, dict) and isinstance(value.get(key), str) and value[key]:
+                return str(value[key]).strip().lower()
+        return None
+
 
 def _source(value: Any, where: str) -> str:
     if isinstance(value, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,34 @@ def test_not_a_notebook_is_reported_in_the_notebook_file(tmp_path: Path) -> None
         (True, 2, "not-a-notebook"),
         (False, 5, "not-a-notebook"),
     }
+
+
+@pytest.mark.parametrize(
+    ("metadata", "refused"),
+    [
+        ({"kernelspec": {"name": "ir", "language": "R", "display_name": "R"}}, "a r notebook"),
+        ({"language_info": {"name": "julia"}}, "a julia notebook"),
+        ({"kernelspec": {"name": "python3", "language": "python"}}, None),
+        ({}, None),
+    ],
+)
+def test_only_python_notebooks_are_pipelines(
+    tmp_path: Path, metadata: dict[str, object], refused: str | None
+) -> None:
+    """An R notebook's cells parsed as Python gave `illegal target for annotation`."""
+    (tmp_path / ".git").mkdir()
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    book = {"cells": [{**cell, "source": "x <- 1"}], "metadata": metadata, "nbformat": 4}
+    (tmp_path / "n.ipynb").write_text(json.dumps({**book, "nbformat_minor": 4}))
+    cfg = tmp_path / "kale.yaml"
+    cfg.write_text(
+        "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n"
+    )
+    found = [(d.code, d.message) for d in load_pipeline(cfg).diagnostics]
+    if refused:
+        assert [c for c, m in found if refused in m] == ["not-python"], found
+    else:
+        assert "not-python" not in {c for c, _ in found}
 
 
 TUNING = """  tuning:
