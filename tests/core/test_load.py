@@ -314,7 +314,12 @@ def test_only_python_notebooks_are_pipelines(
 ) -> None:
     """An R notebook's cells parsed as Python gave `illegal target for annotation`."""
     (tmp_path / ".git").mkdir()
-    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    cell: dict[str, object] = {
+        "cell_type": "code",
+        "metadata": {},
+        "outputs": [],
+        "execution_count": None,
+    }
     book = {"cells": [{**cell, "source": "x <- 1"}], "metadata": metadata, "nbformat": 4}
     (tmp_path / "n.ipynb").write_text(json.dumps({**book, "nbformat_minor": 4}))
     cfg = tmp_path / "kale.yaml"
