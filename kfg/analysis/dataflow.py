@@ -203,6 +203,15 @@ class _Analysis:
                     " kfg cannot see; other steps will not receive what it defines",
                     state.name,
                 )
+            elif event.kind is Kind.MAGIC:
+                self.problem(
+                    Severity.ERROR,
+                    "unsupported-magic",
+                    f"{where}: {event.name} does not run in a pipeline step; move its cell to"
+                    " `skip` (steps run %pip, %time, %timeit, %prun, %env, %cd, !shell,"
+                    " %%bash, %%writefile, %%capture and skip %matplotlib-like settings)",
+                    state.name,
+                )
             elif event.kind is Kind.SHELL_READ:
                 if self._known(state, event.name):
                     self._read(state, event.name, f"{where} (in a shell line)", set())

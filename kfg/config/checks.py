@@ -357,6 +357,20 @@ def check_gpus(spec: dict[str, Any], findings: Findings) -> None:
             )
 
 
+def _modules_written(notebook: Notebook, positions: list[int]) -> set[str]:
+    """Modules the step writes itself (`%%writefile helpers.py`, `%%file`) before it
+    imports them: they come from no package."""
+    found: set[str] = set()
+    for position in positions:
+        lines = notebook.cell(position).source.lstrip().splitlines()
+        if not lines or not lines[0].startswith(("%%writefile", "%%file")):
+            continue
+        words = [w for w in lines[0].split()[1:] if not w.startswith("-")]
+        if words and words[0].endswith(".py") and "/" not in words[0]:
+            found.add(words[0][: -len(".py")])
+    return found
+
+
 def check_imports(
     spec: dict[str, Any], notebook: Notebook, cellmap: CellMap, findings: Findings
 ) -> None:
@@ -381,10 +395,18 @@ def check_imports(
             for found in _cell_imports(notebook, position)
         ]
         warned: set[str] = set()
+        written = _modules_written(
+            notebook,
+            [
+                *cellmap.sections.get(PRELUDE, []),
+                *cellmap.sections.get(step_role(step["name"]), []),
+            ],
+        )
         for position, found in [*prelude, *own]:
             module = found.module
             if (
                 module in warned
+                or module.partition(".")[0] in written
                 or module in present
                 or is_stdlib(module)
                 or provided(module, packages)

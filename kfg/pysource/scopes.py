@@ -84,6 +84,7 @@ class Kind(str, Enum):
     # `!cp {src} $dst`: read if a variable of that name exists; otherwise IPython runs the
     # line as written (`$HOME` is the shell's), so it is not an error.
     SHELL_READ = "shell-read"
+    MAGIC = "magic"  # a magic the step runtime does not run (name: `%prun`, `%%R`)
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,29 @@ def _mutates(call: ast.Call) -> list[str]:
     return [name for name in changed if name is not None]
 
 
+def _unsupported_magic(call: ast.Call) -> str | None:
+    """`%prun` for a translated magic (`get_ipython().run_line_magic('prun', ...)`) that
+    the step runtime does not run (kfg.runtime.step.LINE_MAGICS and CELL_MAGICS)."""
+    func = call.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr in ("run_line_magic", "run_cell_magic")
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    ):
+        return None
+    from kfg.runtime.step import CELL_MAGICS, LINE_MAGICS
+
+    name = call.args[0].value
+    if func.attr == "run_line_magic":
+        return None if name in LINE_MAGICS else f"%{name}"
+    return None if name in CELL_MAGICS else f"%%{name}"
+
+
 def _shell_reads(call: ast.Call) -> set[str]:
     """The variables a translated shell line (`get_ipython().system('cp {src} $dst')`)
     expands, by the runtime's own reading of the line (kfg.runtime.step.shell_fields)."""
@@ -426,6 +450,9 @@ class _ModuleFacts(ast.NodeVisitor):
         self.generic_visit(node)
         for name in sorted(_shell_reads(node)):
             self._event(Kind.SHELL_READ, name, node)
+        unsupported = _unsupported_magic(node)
+        if unsupported:
+            self._event(Kind.MAGIC, unsupported, node)
         if isinstance(node.func, ast.Name) and (
             node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)
         ):

@@ -68,10 +68,27 @@ class StepFailed(Exception):
 # parses is what a step runs. Cell magics whose body is Python run that body (timing,
 # capturing, profiling and debugging mean nothing in a pipeline); the others become one call.
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
+# Line magics that only configure an interactive notebook: nothing to do in a step.
+CONFIGURING_MAGICS = frozenset(
+    {"matplotlib", "config", "load_ext", "reload_ext", "autoreload", "aimport", "xmode"}
+    | {"precision", "pylab", "who", "whos", "pdb", "colors", "autosave"}
+)
+# What `Shell` runs; `kfg validate` refuses any other magic in a step before it runs.
+LINE_MAGICS = CONFIGURING_MAGICS | {"pip", "time", "timeit", "prun", "env", "cd", "pwd"}
+CELL_MAGICS = (
+    PYTHON_CELL_MAGICS
+    | {"bash", "sh", "script", "writefile", "file"}
+    | {
+        "html",
+        "markdown",
+        "svg",
+        "latex",
+    }
+)
 _LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
 _ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
 _HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
-_TIMED = re.compile(r"^(?P<indent>\s*)%(?:time|timeit)\s+(?P<code>[^-\s].*)$")
+_TIMED = re.compile(r"^(?P<indent>\s*)%(?:time|timeit|prun)\s+(?P<code>[^-\s].*)$")
 
 
 def _without_timing_options(line: str) -> str:
@@ -194,10 +211,7 @@ def expand_shell(command: str, namespace: dict[str, Any]) -> str:
 class Shell:
     """What `get_ipython()` offers a step: shell commands and the magics pipelines use."""
 
-    IGNORED = frozenset(
-        {"matplotlib", "config", "load_ext", "reload_ext", "autoreload", "aimport", "xmode"}
-        | {"precision", "pylab", "who", "whos", "pdb", "colors", "autosave"}
-    )
+    IGNORED = CONFIGURING_MAGICS
 
     def __init__(self, namespace: dict[str, Any], display: Callable[..., None]) -> None:
         self.namespace = namespace
@@ -227,7 +241,7 @@ class Shell:
                 raise RuntimeError(f"%pip {line} failed with exit status {completed.returncode}")
             importlib.invalidate_caches()
             return None
-        if name in ("time", "timeit"):
+        if name in ("time", "timeit", "prun"):  # the statement runs once, untimed by prun
             start = time.perf_counter()
             value = self._run_python(_without_timing_options(line))
             print(f"Wall time: {time.perf_counter() - start:.3f} s")
@@ -255,7 +269,7 @@ class Shell:
         elif name == "script":
             completed = subprocess.run(shlex.split(line), input=body, text=True)
             self.namespace["_exit_code"] = completed.returncode
-        elif name == "writefile":
+        elif name in ("writefile", "file"):  # %%file is IPython's alias
             args = shlex.split(line)
             mode = "a" if "-a" in args or "--append" in args else "w"
             target = next(a for a in args if not a.startswith("-"))

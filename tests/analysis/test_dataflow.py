@@ -222,6 +222,34 @@ def test_variables_a_shell_line_expands_are_read_and_shell_variables_are_not(
     assert flow.step("use").inputs == {"msg": "setup", "n": "setup", "out_dir": "setup"}
 
 
+def test_magics_a_step_cannot_run_are_refused_before_it_runs(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [
+            ("code", "x = 1"),
+            ("code", "%matplotlib inline\n%prun y = x + 1\n%lprun -f f f(1)"),
+            ("code", "%%R\nprint(1)"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    found = [m for m in messages(result) if "does not run in a pipeline step" in m]
+    assert len(found) == 2, messages(result)
+    assert "cell 2, line 3: %lprun" in found[0] and "cell 3, line 1: %%R" in found[1]
+
+
+def test_a_module_the_step_writes_itself_needs_no_package(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [
+            ("code", "%%writefile my_helpers.py\ndef twice(v):\n    return 2 * v"),
+            ("code", "import my_helpers\ny = my_helpers.twice(2)"),
+        ],
+        [step("a", 1, 2)],
+    )
+    assert result.ok, messages(result)
+    assert not [m for m in messages(result) if "my_helpers" in m]
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,
