@@ -296,6 +296,25 @@ def _mutates(call: ast.Call) -> list[str]:
     return [name for name in changed if name is not None]
 
 
+def _script_outputs(call: ast.Call) -> list[str]:
+    """`%%bash --out listing` binds `listing` (kfg.runtime.step.script_outputs)."""
+    func = call.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr == "run_cell_magic"
+        and len(call.args) >= 2
+        and isinstance(call.args[0], ast.Constant)
+        and call.args[0].value in ("bash", "sh")
+        and isinstance(call.args[1], ast.Constant)
+        and isinstance(call.args[1].value, str)
+        and "--" in call.args[1].value
+    ):
+        return []
+    from kfg.runtime.step import script_outputs
+
+    return [name for name in script_outputs(call.args[1].value) if name is not None]
+
+
 def _unsupported_magic(call: ast.Call) -> str | None:
     """`%prun` for a translated magic (`get_ipython().run_line_magic('prun', ...)`) that
     the step runtime does not run (kfg.runtime.step.LINE_MAGICS and CELL_MAGICS)."""
@@ -453,6 +472,8 @@ class _ModuleFacts(ast.NodeVisitor):
         unsupported = _unsupported_magic(node)
         if unsupported:
             self._event(Kind.MAGIC, unsupported, node)
+        for name in _script_outputs(node):
+            self._event(Kind.BIND, name, node)
         if isinstance(node.func, ast.Name) and (
             node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)
         ):

@@ -128,7 +128,13 @@ def transform(source: str) -> str:
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and lines[first].lstrip().startswith("%%"):
         name, _, args = lines[first].lstrip()[2:].partition(" ")
-        if name in PYTHON_CELL_MAGICS:
+        if name == "capture":
+            # `%%capture out`: the body runs, its printed output kept in `out` (IPython's
+            # CapturedIO); the runtime ends the capture when the cell ends.
+            target = [w for w in args.split() if not w.startswith("-")]
+            start = f"get_ipython().start_capture({args.strip()!r})"
+            lines[first] = f"{target[0]} = {start}" if target else start
+        elif name in PYTHON_CELL_MAGICS:
             lines[first] = ""
         else:
             body = "\n".join(lines[first + 1 :])
@@ -208,6 +214,50 @@ def expand_shell(command: str, namespace: dict[str, Any]) -> str:
         return command
 
 
+class Captured:
+    """What `%%capture out` binds, as IPython's CapturedIO offers it: the text the cell
+    printed, and `show()` to print it after all."""
+
+    def __init__(self) -> None:
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.outputs: list[Any] = []
+
+    @property
+    def stdout(self) -> str:
+        return self.out.getvalue()
+
+    @property
+    def stderr(self) -> str:
+        return self.err.getvalue()
+
+    def show(self) -> None:
+        sys.stdout.write(self.stdout)
+        sys.stderr.write(self.stderr)
+
+    __call__ = show
+
+    def __reduce__(self) -> tuple[Any, ...]:  # passed to another step as what it holds
+        return (_captured_text, (self.stdout, self.stderr))
+
+
+def _captured_text(stdout: str, stderr: str) -> Captured:
+    captured = Captured()
+    captured.out.write(stdout)
+    captured.err.write(stderr)
+    return captured
+
+
+def script_outputs(line: str) -> tuple[str | None, str | None]:
+    """The variables `%%bash --out OUT --err ERR` (and %%sh, %%script) store output in."""
+    words = line.split()
+    found: dict[str, str | None] = {"--out": None, "--err": None}
+    for index, option in enumerate(words[:-1]):
+        if option in found and words[index + 1].isidentifier():
+            found[option] = words[index + 1]
+    return found["--out"], found["--err"]
+
+
 class Shell:
     """What `get_ipython()` offers a step: shell commands and the magics pipelines use."""
 
@@ -217,6 +267,7 @@ class Shell:
         self.namespace = namespace
         self.display = display
         self.user_ns = namespace
+        self._restore: tuple[Any, Any] | None = None  # the streams a %%capture replaced
 
     def system(self, command: str) -> None:
         self._system(expand_shell(command, self.namespace))
@@ -263,9 +314,41 @@ class Shell:
             " (%matplotlib, %config, %load_ext, ...)"
         )
 
+    def start_capture(self, options: str) -> Captured:
+        """`%%capture [--no-stdout] [--no-stderr] [name]` until the cell ends (end_capture)."""
+        self.end_capture()
+        captured = Captured()
+        words = options.split()
+        self._restore = (sys.stdout, sys.stderr)
+        if "--no-stdout" not in words:
+            sys.stdout = captured.out
+        if "--no-stderr" not in words:
+            sys.stderr = captured.err
+        return captured
+
+    def end_capture(self) -> None:
+        if self._restore is not None:
+            sys.stdout, sys.stderr = self._restore
+            self._restore = None
+
     def run_cell_magic(self, name: str, line: str, body: str) -> None:
         if name in ("bash", "sh"):  # IPython expands no variables in a cell magic's body
-            self._system(f"{name} -c {shlex.quote(body)}")
+            out, err = script_outputs(line)
+            if out is None and err is None:
+                self._system(f"{name} -c {shlex.quote(body)}")
+                return
+            completed = subprocess.run(
+                [name, "-c", body], capture_output=True, text=True, check=False
+            )
+            for variable, text, stream in (
+                (out, completed.stdout, sys.stdout),
+                (err, completed.stderr, sys.stderr),
+            ):
+                if variable is None:
+                    stream.write(text)
+                else:
+                    self.namespace[variable] = text
+            self.namespace["_exit_code"] = completed.returncode
         elif name == "script":
             completed = subprocess.run(shlex.split(line), input=body, text=True)
             self.namespace["_exit_code"] = completed.returncode
@@ -995,14 +1078,20 @@ def run_cell(position: int, source: str, namespace: dict[str, Any], outputs: Out
     if isinstance(final, ast.Expr) and not source.rstrip().endswith(";"):
         tree.body.pop()
         last = ast.Expression(final.value)
-    _run(compile(tree, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace)
-    if last is not None:
-        value = _run(
-            compile(last, filename, "eval", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace
-        )
-        if value is not None:
-            namespace["_"] = value
-            outputs.display(value)
+    try:
+        _run(compile(tree, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace)
+        if last is not None:
+            value = _run(
+                compile(last, filename, "eval", _TOP_LEVEL_AWAIT, dont_inherit=True), namespace
+            )
+            if value is not None:
+                namespace["_"] = value
+                outputs.display(value)
+    finally:
+        shell = namespace.get("get_ipython")
+        end_capture = getattr(shell() if callable(shell) else None, "end_capture", None)
+        if end_capture is not None:
+            end_capture()  # a %%capture lasts as long as its cell
 
 
 def _failure(step: str, exc: BaseException) -> str:

@@ -250,6 +250,19 @@ def test_a_module_the_step_writes_itself_needs_no_package(tmp_path: Path) -> Non
     assert not [m for m in messages(result) if "my_helpers" in m]
 
 
+def test_capture_and_bash_out_bind_their_variables(tmp_path: Path) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "%%capture cap --no-stderr\nprint(1)"),
+            ("code", "%%bash --out listing\nls"),
+            ("code", "print(cap.stdout, listing)"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"cap": "a", "listing": "b"}
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,

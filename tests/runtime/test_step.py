@@ -140,6 +140,28 @@ def test_a_shell_line_in_a_step_uses_the_notebooks_variables(tmp_path: Path) -> 
     assert (target / "w.txt").read_text() == "hello\n"
 
 
+def test_capture_and_bash_out_bind_what_ipython_binds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`%%capture cap` keeps what its cell printed in `cap` (and prints nothing), until the
+    cell ends; `%%bash --out o --err e` stores the script's output. Both travel onwards."""
+    run(
+        tmp_path,
+        [
+            '%%capture cap\nprint("quiet")\nprint("also quiet")',
+            "print('after the capture')",
+            "%%bash --out listing --err problems\necho hi\necho oops >&2",
+        ],
+        outputs={n: str(tmp_path / n) for n in ("cap", "listing", "problems")},
+    )
+    printed = capsys.readouterr().out
+    assert "quiet" not in printed and "after the capture" in printed
+    captured = load_value(str(tmp_path / "cap"))
+    assert captured.stdout == "quiet\nalso quiet\n"
+    assert load_value(str(tmp_path / "listing")) == "hi\n"
+    assert load_value(str(tmp_path / "problems")) == "oops\n"
+
+
 def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> None:
     run(
         tmp_path,
