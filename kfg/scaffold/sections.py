@@ -6,9 +6,11 @@ import ast
 import re
 from typing import Any
 
+from kfg.analysis.dataflow import KNOWN
 from kfg.kube.names import dns_label, unique
 from kfg.notebook.reader import Cell, Notebook
 from kfg.pysource.parameters import parse_parameters
+from kfg.pysource.scopes import Kind, code_facts
 from kfg.pysource.source import parse_cell
 
 _H2 = re.compile(r"^##(?!#)\s*(.+?)\s*#*\s*$", re.MULTILINE)
@@ -21,8 +23,10 @@ def _heading(cell: Cell) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_setup(cell: Cell) -> bool:
-    """Imports, function and class definitions only: code every step can share."""
+def _is_setup(cell: Cell, prelude_names: set[str]) -> bool:
+    """Imports, function and class definitions only: code every step can share, provided
+    what they need while being defined (decorators, defaults, base classes) is the
+    prelude's too: the prelude runs first in every step, before any step's own cells."""
     tree = parse_cell(cell.source)
     if not isinstance(tree, ast.Module) or not tree.body:
         return False
@@ -34,7 +38,22 @@ def _is_setup(cell: Cell) -> bool:
         ast.ClassDef,
         ast.Pass,
     )
-    return all(isinstance(s, allowed) for s in tree.body)
+    if not all(isinstance(s, allowed) for s in tree.body):
+        return False
+    bound = set(prelude_names)
+    for event in code_facts(tree).events:
+        if event.kind is Kind.BIND:
+            bound.add(event.name)
+        elif event.kind is Kind.READ and event.name not in bound and event.name not in KNOWN:
+            return False
+    return True
+
+
+def _binds(cell: Cell) -> set[str]:
+    tree = parse_cell(cell.source)
+    if not isinstance(tree, ast.Module):
+        return set()
+    return {e.name for e in code_facts(tree).events if e.kind is Kind.BIND}
 
 
 def _is_literal(cell: Cell) -> bool:
@@ -48,6 +67,7 @@ _PARAMETERS_TITLE = re.compile(r"^(pipeline\s+)?parameters?$", re.IGNORECASE)
 
 def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
     prelude: list[int] = []
+    prelude_names: set[str] = set()
     parameters: list[int] = []
     steps: list[dict[str, Any]] = []
     taken: set[str] = set()
@@ -70,8 +90,9 @@ def propose(notebook: Notebook, notes: list[str]) -> dict[str, Any]:
             # `## Parameters` heading: the pipeline's parameters, not a step of their own.
             parameters.append(cell.position)
             continue
-        if _is_setup(cell) and (current is None or not current["cells"]):
+        if _is_setup(cell, prelude_names) and (current is None or not current["cells"]):
             prelude.append(cell.position)
+            prelude_names |= _binds(cell)
             continue
         if current is None:
             current = {"name": unique("start", taken), "cells": [], "title": ""}

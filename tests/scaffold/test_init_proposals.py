@@ -199,6 +199,37 @@ def test_untagged_notebooks_get_one_step_per_section() -> None:
     assert _check(EXAMPLES / "wine" / "kale.yaml", proposal.data) == []
 
 
+def test_a_definition_needing_a_steps_import_stays_in_the_step(tmp_path: Path) -> None:
+    """house-prices-orig.ipynb (kubeflow/examples): imports mixed with setup code make a
+    step, and `def score(X, model=XGBRegressor())` needs that import while being defined;
+    in the prelude (which runs first) it would fail in every step."""
+    (tmp_path / ".git").mkdir()
+    book = tmp_path / "n.ipynb"
+    write_notebook(
+        book,
+        [
+            ("code", "import math\nfrom fractions import Fraction\nHALF = Fraction(1, 2)"),
+            ("code", "def score(x, unit=Fraction(1, 3)):\n    return x * unit"),
+            ("code", "def root(x):\n    return math.sqrt(x)"),
+            ("code", "value = score(3) + root(4)"),
+        ],
+    )
+    proposal = propose(read_notebook(book))
+    spec = proposal.data["spec"]
+    assert spec.get("prelude") is None, spec
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+    # With the import in the prelude's own cell, the definition joins it.
+    write_notebook(
+        book,
+        [
+            ("code", "from fractions import Fraction"),
+            ("code", "def score(x, unit=Fraction(1, 3)):\n    return x * unit"),
+            ("code", "value = score(3)"),
+        ],
+    )
+    assert propose(read_notebook(book)).data["spec"]["prelude"] == [1, 2]
+
+
 def test_papermill_parameters_tag_becomes_the_parameters_cell(tmp_path: Path) -> None:
     nb = read_notebook(
         write_notebook(
