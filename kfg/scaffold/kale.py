@@ -16,6 +16,8 @@ import ast
 import re
 from typing import Any
 
+from kfg.config.algorithms import ALGORITHMS, grid_size
+from kfg.config.model import DEFAULT_MAX_TRIALS
 from kfg.kube.names import dns_label, unique
 from kfg.notebook.cellrefs import compress
 from kfg.notebook.reader import Cell, Notebook
@@ -344,6 +346,18 @@ def _tuning(
         for s in (katib.get("algorithm") or {}).get("algorithmSettings") or []
         if isinstance(s, dict) and "name" in s and "value" in s
     }
+    service = ALGORITHMS.get(str(algorithm["name"]))
+    if service is not None:
+        for name in [n for n in settings if n not in service.settings]:
+            # Kale's Katib dialog keeps the settings of an algorithm chosen before; the
+            # service of this one would reject or ignore them.
+            owners = [a.name for a in ALGORITHMS.values() if name in a.settings]
+            whose = f" (a setting of {', '.join(owners)})" if owners else ""
+            notes.append(
+                f"katib_metadata: `{algorithm['name']}` does not read the setting `{name}`"
+                f"{whose}; left out"
+            )
+            del settings[name]
     if settings:
         algorithm["settings"] = settings
     tuning: dict[str, Any] = {
@@ -360,6 +374,26 @@ def _tuning(
         if katib.get(theirs) is not None:
             tuning[ours] = int(katib[theirs])
     tuning["parameters"] = spaces
+    if algorithm["name"] == "grid":
+        points = 1
+        for space in spaces.values():
+            size = grid_size(
+                space["type"],
+                space.get("min"),
+                space.get("max"),
+                space.get("step"),
+                space.get("values", []),
+            )
+            points *= size if size is not None else 1
+        trials = tuning.get("maxTrials", DEFAULT_MAX_TRIALS)
+        if trials > points:
+            notes.append(
+                f"katib_metadata: {trials} trials are more than the {points} points of the"
+                f" grid, which Katib's grid service rejects; maxTrials is {points}"
+            )
+            tuning["maxTrials"] = points
+            if tuning.get("parallelTrials", 0) > points:
+                tuning["parallelTrials"] = points
     return tuning
 
 

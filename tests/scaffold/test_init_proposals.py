@@ -166,6 +166,34 @@ def test_katib_run_false_keeps_the_search_space_for_kfg_tune_only(tmp_path: Path
     assert "cluster" not in _kale_tuning(tmp_path, KATIB, katib_run=True).data["spec"]["tuning"]
 
 
+def test_settings_left_from_another_algorithm_and_trials_beyond_the_grid_are_fixed(
+    tmp_path: Path,
+) -> None:
+    """Kale's Katib dialog keeps bayesianoptimization's settings after a switch to grid
+    (kale examples/serving/sklearn/iris.ipynb); 15 trials on a 12-point grid are more than
+    Katib's grid service accepts. Both are corrected, each with a note."""
+    katib = {
+        **KATIB,
+        "algorithm": {
+            "algorithmName": "grid",
+            "algorithmSettings": [
+                {"name": "random_state", "value": "10"},
+                {"name": "acq_func", "value": "gp_hedge"},
+                {"name": "base_estimator", "value": "GP"},
+            ],
+        },
+        "maxTrialCount": 15,
+        "parallelTrialCount": 3,
+    }
+    proposal = _kale_tuning(tmp_path, katib)
+    tuning = proposal.data["spec"]["tuning"]
+    assert tuning["algorithm"] == {"name": "grid", "settings": {"random_state": "10"}}
+    assert tuning["maxTrials"] == 12 and tuning["parallelTrials"] == 3
+    assert sum("does not read the setting" in n for n in proposal.notes) == 2
+    assert any("maxTrials is 12" in n for n in proposal.notes)
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+
+
 def test_packages_are_proposed_from_imports_at_the_installed_versions(tmp_path: Path) -> None:
     from importlib.metadata import version
 
