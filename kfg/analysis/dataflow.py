@@ -106,6 +106,7 @@ class _StepState:
     inputs: dict[str, str] = field(default_factory=dict)
     parameters: set[str] = field(default_factory=set)
     star: bool = False
+    aliases: dict[str, str] = field(default_factory=dict)  # `m = l`: m -> l
 
 
 def _cells(notebook: Notebook, positions: Iterable[int]) -> list[_Cell]:
@@ -125,6 +126,10 @@ class _Analysis:
         self.latest: dict[str, _Origin] = {}
         self.needs: dict[str, frozenset[str]] = {}
         self.binds: dict[str, frozenset[str]] = {}  # the globals each function assigns
+        # (alias, original, step): two names for one object since that step's `m = l`.
+        self.shared: set[tuple[str, str, str]] = set()
+        # (step, other name, message): reported if a later step reads the other name.
+        self.pending_shared: list[tuple[str, str, str]] = []
         self.prelude_star = False
         self.prelude_parameters: set[str] = set()
         self.notebook = notebook
@@ -142,6 +147,10 @@ class _Analysis:
             state.parameters |= self.prelude_parameters
             for cell in _cells(self.notebook, step.cells):
                 self._step_cell(state, cell)
+            for name in state.rebound:  # another object now: no longer one with any name
+                self.shared = {pair for pair in self.shared if name not in pair[:2]}
+            for alias, original in state.aliases.items():
+                self.shared.add((alias, original, step.name))
             for name, how in state.changed.items():
                 self.latest[name] = _Origin(step.name, how=how)
                 if name in state.needs:
@@ -151,6 +160,11 @@ class _Analysis:
             for name in state.deleted:
                 self.latest[name] = _Origin(step.name, deleted=True)
             states.append(state)
+        order = [s.name for s in states]
+        for step_name, other, message in self.pending_shared:
+            later = states[order.index(step_name) + 1 :]
+            if any(other in s.inputs for s in later):
+                self.problem(Severity.WARNING, "shared-object", message, step_name)
         return self._flow(states)
 
     def _prelude(self) -> None:
@@ -227,22 +241,53 @@ class _Analysis:
                 else:
                     self.binds.pop(event.name, None)
                 self._bind(state, event.name, event.how, cell)
+            elif event.kind is Kind.ALIAS:
+                state.aliases[event.name] = event.how
             elif event.kind is Kind.MUTATE:
                 # Changing an object in place makes this step its producer, whether it came
-                # from an earlier step, the prelude or a parameter.
-                if (
-                    event.name in state.local
-                    or event.name in self.latest
-                    or event.name in self.parameters
-                ):
-                    state.local.add(event.name)
-                    state.changed.setdefault(event.name, "value")
+                # from an earlier step, the prelude or a parameter; and of every name known
+                # to hold the same object (`m = l; m.append(1)` changes `l`).
+                for name in self._same_object(state, event.name):
+                    if name in state.local or name in self.latest or name in self.parameters:
+                        state.local.add(name)
+                        state.changed.setdefault(name, "value")
+                if event.name not in state.rebound:
+                    self._shared_warning(state, event.name, where)
             elif event.kind is Kind.DELETE:
+                state.aliases.pop(event.name, None)
                 state.local.discard(event.name)
                 state.changed.pop(event.name, None)
                 state.deleted.add(event.name)
 
+    def _shared_warning(self, state: _StepState, name: str, where: str) -> None:
+        """Steps pass each variable on its own: two names for one object in the notebook
+        (`m = l` in an earlier step) are two objects in the next step."""
+        for alias, original, step in sorted(self.shared):
+            if name not in (alias, original):
+                continue
+            other = original if name == alias else alias
+            self.pending_shared.append(
+                (
+                    state.name,
+                    other,
+                    f"{where}: `{name}` is changed in place, but in the notebook it is the same"
+                    f" object as `{other}` (step `{step}`: `{alias} = {original}`), which a"
+                    " later step reads; steps pass each variable on its own, so it will not"
+                    f" see the change. Change `{other}` itself, or copy it"
+                    f" (`{alias} = {original}.copy()`)",
+                )
+            )
+
+    @staticmethod
+    def _same_object(state: _StepState, name: str) -> list[str]:
+        """`name` and the names it was assigned from in this step, `m = l` after `l = k`."""
+        names = [name]
+        while names[-1] in state.aliases and state.aliases[names[-1]] not in names:
+            names.append(state.aliases[names[-1]])
+        return names
+
     def _bind(self, state: _StepState, name: str, how: str, cell: _Cell | None) -> None:
+        state.aliases.pop(name, None)
         state.local.add(name)
         state.rebound.add(name)
         state.deleted.discard(name)

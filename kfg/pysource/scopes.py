@@ -85,6 +85,7 @@ class Kind(str, Enum):
     # line as written (`$HOME` is the shell's), so it is not an error.
     SHELL_READ = "shell-read"
     MAGIC = "magic"  # a magic the step runtime does not run (name: `%prun`, `%%R`)
+    ALIAS = "alias"  # `m = l`: name is another name for the object `how` names
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,10 @@ class _ModuleFacts(ast.NodeVisitor):
         self.visit(node.value)
         for target in node.targets:
             self._target(target)
+        if isinstance(node.value, ast.Name):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id != node.value.id:
+                    self._event(Kind.ALIAS, target.id, target, node.value.id)
 
     def _named_lambda(self, node: ast.Lambda, names: list[str]) -> None:
         """`f = lambda v: v * k` is a function as much as `def f(v)`: its body reads `k`

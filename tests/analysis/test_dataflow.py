@@ -263,6 +263,34 @@ def test_capture_and_bash_out_bind_their_variables(tmp_path: Path) -> None:
     assert flow.step("c").inputs == {"cap": "a", "listing": "b"}
 
 
+def test_changing_an_object_through_another_name_in_the_same_step_changes_both(
+    tmp_path: Path,
+) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "l = []"),
+            ("code", "m = l\nm.append(1)"),
+            ("code", "print(l)"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"l": "b"}  # b changed `l` through `m`
+
+
+def test_one_object_under_two_names_across_steps_is_warned_about_when_read_later(
+    tmp_path: Path,
+) -> None:
+    cells = [("code", "l = []\nm = l"), ("code", "m.append(1)"), ("code", "print(l)")]
+    result = make(tmp_path, cells, [step("a", 1), step("b", 2), step("c", 3)])
+    warned = [m for m in messages(result) if "same object as `l`" in m]
+    assert len(warned) == 1 and "`m = l.copy()`" in warned[0], messages(result)
+    unread = make(
+        tmp_path, [*cells[:2], ("code", "print(m)")], [step("a", 1), step("b", 2), step("c", 3)]
+    )
+    assert not [m for m in messages(unread) if "same object" in m]  # nobody reads `l` later
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,
