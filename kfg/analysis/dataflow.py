@@ -325,6 +325,15 @@ class _Analysis:
         if origin is not None and origin.step:
             state.inputs[name] = origin.step
             state.local.add(name)
+            if origin.how == "import":
+                self.problem(
+                    Severity.WARNING,
+                    "imported-name-passed",
+                    f"{where}: `{name}` was imported by step `{origin.step}`, so it reaches"
+                    f" step `{state.name}` as data (by name, without any setup done on it);"
+                    " import it in the prelude, or again in this step",
+                    state.name,
+                )
             self._read_needs(state, self.needs.get(name), where, seen)
             return
         if origin is not None:  # the prelude

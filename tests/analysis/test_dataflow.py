@@ -291,6 +291,23 @@ def test_one_object_under_two_names_across_steps_is_warned_about_when_read_later
     assert not [m for m in messages(unread) if "same object" in m]  # nobody reads `l` later
 
 
+def test_a_module_imported_by_one_step_and_used_by_another_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    result = make(
+        tmp_path,
+        [
+            ("code", "import string\nletters = string.ascii_lowercase"),
+            ("code", "up = string.capwords('a b')"),
+        ],
+        [step("a", 1), step("b", 2)],
+    )
+    assert result.ok and result.flow is not None
+    assert result.flow.step("b").inputs == {"string": "a"}  # it still works: passed by name
+    warned = [m for m in messages(result) if "was imported by step `a`" in m]
+    assert len(warned) == 1 and "import it in the prelude" in warned[0]
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,
