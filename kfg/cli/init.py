@@ -84,9 +84,13 @@ def command(
         document = fix_text(document, target).fixed
     check = load_pipeline(target, text=document)
     if not check.ok:
+        # The diagnostics cite lines of a file that was not written: print it, so they can
+        # be followed (and the draft saved with `> kale.yaml` to fix by hand).
+        typer.echo(document, nl=False)
         typer.echo(text(check.diagnostics), err=True)
         fail(
-            f"the proposed kale.yaml would not be valid, so {display_path(target)} was not written"
+            f"the proposed kale.yaml would not be valid, so {display_path(target)} was not"
+            " written; the proposal is on stdout and the lines above refer to it"
         )
     write_atomic(target, document)
     steps = len(proposal.data["spec"]["steps"])

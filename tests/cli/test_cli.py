@@ -195,6 +195,20 @@ def test_init_writes_a_valid_kale_yaml_with_the_modeline_and_never_overwrites(
     assert (tmp_path / "kale.yaml").read_text() == text
 
 
+def test_an_invalid_proposal_is_printed_so_its_line_numbers_can_be_followed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".git").mkdir()
+    nb = write_notebook(tmp_path / "n.ipynb", [("code", "y = undefined_name + 1")])
+    result = runner.invoke(app, ["init", str(nb)])
+    assert result.exit_code == 1
+    assert not (tmp_path / "kale.yaml").exists()
+    assert result.stdout.startswith("# yaml-language-server:")
+    assert "the proposal is on stdout" in result.stderr
+    line = int(result.stderr.split("kale.yaml:")[1].split(":")[0])
+    assert "cells:" in result.stdout.splitlines()[line - 1]
+
+
 def test_init_anchors_cells_by_id_and_records_fingerprints(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     nb = write_notebook(tmp_path / "titanic.ipynb", KALE_TITANIC, KALE_METADATA)
