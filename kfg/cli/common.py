@@ -122,7 +122,14 @@ def config_files_or_exit(
             usage_error(f"{target}: no such file or directory")
     if root is not None and not root.is_dir():
         usage_error(f"--root {root}: not a directory")
-    files = list(find_config_files(targets))
+    # One file given twice, or also found below a directory given, is one pipeline.
+    seen: set[str] = set()
+    files = []
+    for found in find_config_files(targets):
+        real = os.path.realpath(found)  # no exception on a symlink loop, unlike resolve()
+        if real not in seen:
+            seen.add(real)
+            files.append(found)
     if not files:
         usage_error("no kale.yaml found in " + ", ".join(str(t) for t in targets))
     return targets, files

@@ -140,9 +140,16 @@ def _locate_notebook(
         return None
     if not candidate.is_file():
         siblings = (
-            [p.name for p in candidate.parent.glob("*.ipynb")] if candidate.parent.is_dir() else []
+            [p.name for p in candidate.parent.glob("*.ipynb") if p.name != candidate.name]
+            if candidate.parent.is_dir()
+            else []
         )
-        reason = "is a directory" if candidate.is_dir() else "does not exist"
+        if candidate.is_dir():
+            reason = "is a directory"
+        elif os.path.lexists(result.path.parent / relative):
+            reason = "is not a regular file (a special file, or a link that leads nowhere)"
+        else:
+            reason = "does not exist"
         findings.error(
             path,
             "notebook-missing",

@@ -275,3 +275,11 @@ def test_force_never_replaces_a_git_repository(repo: Path) -> None:
     assert result.returncode == 1
     assert "holds a git repository" in result.stderr
     assert (other / "sub" / "file.txt").read_text() == "mine\n"
+
+
+def test_one_kale_yaml_given_twice_is_one_pipeline(repo: Path) -> None:
+    """It was reported as defining its own name twice (duplicate-pipeline)."""
+    config = "notebooks/wine/kale.yaml"
+    result = kfg("render", config, config, "notebooks/wine", "--stdout", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "duplicate-pipeline" not in result.stderr

@@ -333,6 +333,17 @@ def test_only_python_notebooks_are_pipelines(
         assert "not-python" not in {c for c, _ in found}
 
 
+def test_a_notebook_path_that_is_a_link_to_nowhere_says_so(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "n.ipynb").symlink_to(tmp_path / "n.ipynb")  # a loop
+    cfg = tmp_path / "kale.yaml"
+    cfg.write_text(
+        "apiVersion: kfg.dev/v1alpha1\nkind: NotebookPipeline\nmetadata: {name: p}\nspec:\n  notebook: n.ipynb\n  steps: [{name: a, cells: [1]}]\n"
+    )
+    (found,) = [d.message for d in load_pipeline(cfg).diagnostics if d.code == "notebook-missing"]
+    assert "is not a regular file" in found and "did you mean" not in found
+
+
 TUNING = """  tuning:
     objective: {metric: forest-accuracy, type: maximize}
     algorithm: {name: ALGO}
