@@ -88,7 +88,7 @@ CELL_MAGICS = (
 _LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
 _ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
 _HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
-_TIMED = re.compile(r"^(?P<indent>\s*)%(?:time|timeit|prun)\s+(?P<code>[^-\s].*)$")
+_TIMED = re.compile(r"^(?P<indent>\s*)%(?P<magic>time|timeit|prun)\s+(?P<code>[^-\s].*)$")
 
 
 def _without_timing_options(line: str) -> str:
@@ -155,7 +155,9 @@ def transform(source: str) -> str:
         if timed and _is_python(timed.group("code")):
             # `%time y = f(x)` runs its statement in the notebook's namespace: as the
             # statement itself it binds `y` for the analysis too (without the timing line).
-            out.append(timed.group("indent") + timed.group("code"))
+            # %timeit shows no value, so its statement ends with `;`.
+            quiet = ";" if timed.group("magic") != "time" else ""
+            out.append(timed.group("indent") + timed.group("code").rstrip() + quiet)
         elif magic and not magic.group("kind").startswith("%%"):
             out.append(magic.group("indent") + _call(magic.group("kind"), magic.group("rest")))
         elif _HELP.match(line):
@@ -1072,10 +1074,11 @@ def run_cell(position: int, source: str, namespace: dict[str, Any], outputs: Out
     """Execute one cell; display its last expression unless it ends with `;`."""
     filename = _cell_filename(position)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    tree = ast.parse(transform(source), filename)
+    python = transform(source)
+    tree = ast.parse(python, filename)
     last: ast.Expression | None = None
     final = tree.body[-1] if tree.body else None
-    if isinstance(final, ast.Expr) and not source.rstrip().endswith(";"):
+    if isinstance(final, ast.Expr) and not python.rstrip().endswith(";"):
         tree.body.pop()
         last = ast.Expression(final.value)
     try:

@@ -414,6 +414,15 @@ def _volumes(raw: list[Any], notes: list[str]) -> list[dict[str, Any]]:
                 f"volume `{item['name']}`: Kale created this claim; kfg mounts existing"
                 f" claims, so create `{claim}` first"
             )
+        elif item.get("type") == "clone":
+            # Kale gave each run a clone (a Rok snapshot) of the notebook's volume; mounting
+            # the claim itself would let steps change the live workspace.
+            volume["readOnly"] = True
+            notes.append(
+                f"volume `{item['name']}`: Kale gave each run a clone of this volume; kfg"
+                f" mounts the claim `{claim}` itself, so it is read-only here. Point `claim`"
+                " at a copy, or drop readOnly if the steps may change the original"
+            )
         if item.get("snapshot"):
             volume["snapshot"] = {
                 "version": dns_label(str(item.get("snapshot_name") or "v1"), fallback="v1")

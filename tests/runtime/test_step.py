@@ -162,6 +162,15 @@ def test_capture_and_bash_out_bind_what_ipython_binds(
     assert load_value(str(tmp_path / "problems")) == "oops\n"
 
 
+def test_timeit_shows_no_value_and_time_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(tmp_path, ["%timeit 'quiet' + '-value'"])
+    run(tmp_path, ["%time 'shown' + '-value'"])
+    printed = capsys.readouterr().out
+    assert "quiet-value" not in printed and "shown-value" in printed
+
+
 def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> None:
     run(
         tmp_path,

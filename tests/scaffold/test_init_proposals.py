@@ -194,6 +194,17 @@ def test_settings_left_from_another_algorithm_and_trials_beyond_the_grid_are_fix
     assert _check(tmp_path / "kale.yaml", proposal.data) == []
 
 
+def test_a_kale_clone_volume_is_mounted_read_only_with_a_note(tmp_path: Path) -> None:
+    """Kale gave each run a Rok clone of the notebook's volume; kfg mounts the claim itself,
+    so steps must not write into the live workspace unless the author says so."""
+    volumes = [{"name": "workspace-nb", "mount_point": "/home/jovyan", "type": "clone"}]
+    proposal = _kale_tuning(tmp_path, KATIB, volumes=volumes)
+    (volume,) = proposal.data["spec"]["volumes"]
+    assert volume["readOnly"] is True and volume["claim"] == "workspace-nb"
+    assert any("clone of this volume" in n for n in proposal.notes)
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
+
+
 def test_packages_are_proposed_from_imports_at_the_installed_versions(tmp_path: Path) -> None:
     from importlib.metadata import version
 
