@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kfg.cli.common import EXIT_INVALID, usage_error
+from kfg.cli.common import EXIT_INVALID, no_file_reason, usage_error
 
 
 def command(
@@ -27,10 +27,10 @@ def command(
     from kfg.diagnostics import Severity
     from kfg.notebook.reader import NotebookError, read_notebook
 
-    if not path.is_file():
-        usage_error(f"{path}: no such file")
-    if config is not None and not config.is_file():
-        usage_error(f"--config {config}: no such file")
+    if reason := no_file_reason(path):
+        usage_error(f"{path}: {reason}")
+    if config is not None and (reason := no_file_reason(config)):
+        usage_error(f"--config {config}: {reason}")
     if is_config_file(path) or path.suffix in (".yaml", ".yml"):
         config, notebook_path = path, None
     else:

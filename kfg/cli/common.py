@@ -48,6 +48,17 @@ def usage_error(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def no_file_reason(path: Path) -> str | None:
+    """Why `path` cannot be read as the file a command wants; None when it can."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "is a directory; name a file"
+    if os.path.lexists(path):
+        return "is not a regular file (a special file, or a link that leads nowhere)"
+    return "no such file"
+
+
 def fail(message: str) -> NoReturn:
     typer.echo(f"kfg: {message}", err=True)
     raise typer.Exit(EXIT_INVALID)
@@ -100,8 +111,8 @@ def load_or_exit(path: Path, root: Path | None = None) -> LoadResult:
     from kfg.cli.report import text
     from kfg.core.load import load_pipeline
 
-    if not path.is_file():
-        usage_error(f"{path}: no such file")
+    if reason := no_file_reason(path):
+        usage_error(f"{path}: {reason}")
     result = load_pipeline(path, root=root)
     if result.diagnostics:
         typer.echo(text(result.diagnostics), err=True)

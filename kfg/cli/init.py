@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from kfg.cli.common import fail, usage_error
+from kfg.cli.common import fail, no_file_reason, usage_error
 
 
 def _schema_ref(target: Path, explicit: str | None) -> str:
@@ -52,8 +52,8 @@ def command(
     from kfg.scaffold.fix import FixError, fix_text
     from kfg.scaffold.writer import to_yaml
 
-    if not notebook.is_file():
-        usage_error(f"{notebook}: no such file")
+    if reason := no_file_reason(notebook):
+        usage_error(f"{notebook}: {reason}")
     if name is not None and not is_dns_label(name):
         usage_error(f"--name `{name}` must be a DNS-1123 label (lowercase letters, digits and '-')")
     target = output or notebook.parent / "kale.yaml"
