@@ -297,44 +297,48 @@ def _mutates(call: ast.Call) -> list[str]:
     return [name for name in changed if name is not None]
 
 
-def _script_outputs(call: ast.Call) -> list[str]:
-    """`%%bash --out listing` binds `listing` (kfg.runtime.step.script_outputs)."""
+def _ipython_call(call: ast.Call) -> tuple[str, list[str]] | None:
+    """(method, leading string arguments) of a translated IPython line, such as
+    `get_ipython().run_cell_magic('bash', '--out x', body)`; None for any other call."""
     func = call.func
     if not (
         isinstance(func, ast.Attribute)
-        and func.attr == "run_cell_magic"
-        and len(call.args) >= 2
-        and isinstance(call.args[0], ast.Constant)
-        and call.args[0].value in ("bash", "sh")
-        and isinstance(call.args[1], ast.Constant)
-        and isinstance(call.args[1].value, str)
-        and "--" in call.args[1].value
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
     ):
+        return None
+    texts: list[str] = []
+    for argument in call.args:
+        if not isinstance(argument, ast.Constant) or not isinstance(argument.value, str):
+            break
+        texts.append(argument.value)
+    return func.attr, texts
+
+
+def _script_outputs(call: ast.Call) -> list[str]:
+    """`%%bash --out listing` binds `listing` (kfg.runtime.step.script_outputs)."""
+    found = _ipython_call(call)
+    if found is None or found[0] != "run_cell_magic" or len(found[1]) < 2:
+        return []
+    (name, line, *_) = found[1]
+    if name not in ("bash", "sh") or "--" not in line:
         return []
     from kfg.runtime.step import script_outputs
 
-    return [name for name in script_outputs(call.args[1].value) if name is not None]
+    return [name for name in script_outputs(line) if name is not None]
 
 
 def _unsupported_magic(call: ast.Call) -> str | None:
     """`%prun` for a translated magic (`get_ipython().run_line_magic('prun', ...)`) that
     the step runtime does not run (kfg.runtime.step.LINE_MAGICS and CELL_MAGICS)."""
-    func = call.func
-    if not (
-        isinstance(func, ast.Attribute)
-        and func.attr in ("run_line_magic", "run_cell_magic")
-        and isinstance(func.value, ast.Call)
-        and isinstance(func.value.func, ast.Name)
-        and func.value.func.id == "get_ipython"
-        and call.args
-        and isinstance(call.args[0], ast.Constant)
-        and isinstance(call.args[0].value, str)
-    ):
+    found = _ipython_call(call)
+    if found is None or found[0] not in ("run_line_magic", "run_cell_magic") or not found[1]:
         return None
     from kfg.runtime.step import CELL_MAGICS, LINE_MAGICS
 
-    name = call.args[0].value
-    if func.attr == "run_line_magic":
+    name = found[1][0]
+    if found[0] == "run_line_magic":
         return None if name in LINE_MAGICS else f"%{name}"
     return None if name in CELL_MAGICS else f"%%{name}"
 
@@ -342,19 +346,10 @@ def _unsupported_magic(call: ast.Call) -> str | None:
 def _shell_reads(call: ast.Call) -> set[str]:
     """The variables a translated shell line (`get_ipython().system('cp {src} $dst')`)
     expands, by the runtime's own reading of the line (kfg.runtime.step.shell_fields)."""
-    func = call.func
-    if not (
-        isinstance(func, ast.Attribute)
-        and func.attr in ("system", "getoutput")
-        and isinstance(func.value, ast.Call)
-        and isinstance(func.value.func, ast.Name)
-        and func.value.func.id == "get_ipython"
-        and call.args
-        and isinstance(call.args[0], ast.Constant)
-        and isinstance(call.args[0].value, str)
-    ):
+    found = _ipython_call(call)
+    if found is None or found[0] not in ("system", "getoutput") or not found[1]:
         return set()
-    command = call.args[0].value
+    command = found[1][0]
     if "{" not in command and "$" not in command:
         return set()
     from kfg.runtime.step import shell_fields
