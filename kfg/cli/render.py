@@ -96,7 +96,8 @@ def command(
         typer.echo(f"{display_path(target)}: up to date")
         return
     try:
-        write(package, target, force=force, keep=[repo, *files])
+        notebooks = [item.pipeline.notebook for item in rendered]
+        write(package, target, force=force, keep=[repo, *files, *notebooks])
     except NotOurs as exc:
         fail(str(exc))
     except OSError as exc:

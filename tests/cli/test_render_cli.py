@@ -267,6 +267,22 @@ def test_force_never_replaces_a_directory_holding_the_inputs(repo: Path, output:
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
 
 
+def test_force_never_replaces_a_directory_holding_the_notebook(repo: Path) -> None:
+    """The notebook may live apart from its kale.yaml; --force must not delete it either."""
+    wine = repo / "notebooks" / "wine"
+    (repo / "nbs").mkdir()
+    (wine / "wine.ipynb").rename(repo / "nbs" / "wine.ipynb")
+    kale = wine / "kale.yaml"
+    kale.write_text(
+        kale.read_text().replace("notebook: wine.ipynb", "notebook: ../../nbs/wine.ipynb")
+    )
+    assert kfg("validate", "notebooks/wine/kale.yaml", cwd=repo).returncode == 0
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", "nbs", "--force", cwd=repo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refusing to replace nbs: it contains" in result.stderr
+    assert (repo / "nbs" / "wine.ipynb").is_file()
+
+
 def test_force_never_replaces_a_git_repository(repo: Path) -> None:
     other = repo / "elsewhere"
     (other / "sub" / ".git").mkdir(parents=True)
