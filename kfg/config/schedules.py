@@ -10,7 +10,7 @@ from typing import Any
 from kfg.config.findings import Findings
 from kfg.diagnostics import did_you_mean
 from kfg.kube.cron import CRONJOB_NAME_MAX, CronError, parse, zone, zone_names
-from kfg.pysource.parameters import Parameter, python_type
+from kfg.pysource.parameters import Parameter, python_type, value_problem
 
 
 def cronjob_name(pipeline: str, schedule: str) -> str:
@@ -74,6 +74,8 @@ def check_schedules(
                     f"`{key}` is not a pipeline parameter{hint}",
                     key=True,
                 )
+            elif bad_value := value_problem(value):
+                findings.error(path, "bad-parameter", f"`{key}` {bad_value}")
             elif not fits(known[key], value):
                 findings.error(
                     path,

@@ -92,8 +92,8 @@ def _problem(value: Any, at: str) -> str | None:
         return f"holds {value}{where}, which a parameter cannot carry (JSON has no such number)"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
         return (
-            f"holds {value}{where}, beyond ±2**53: KFP carries numbers as doubles and would"
-            " change its digits; write it as a string"
+            f"holds {value}{where}, beyond ±(2**53 - 1): KFP carries numbers as doubles and"
+            " may change its digits; write it as a string"
         )
     if isinstance(value, (bool, int, float, str)):
         return None

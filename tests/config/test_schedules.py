@@ -77,6 +77,12 @@ def test_a_valid_schedule_reaches_the_model(wine: Path) -> None:
             "`n_estimators` is an int parameter (default 200); '50' is a str",
         ),
         (
+            '      cron: "0 3 * * *"\n      parameters: {n_estimators: 100000000000000000000}\n',
+            "n_estimators:",
+            "bad-parameter",
+            "beyond ±(2**53 - 1)",
+        ),
+        (
             '      cron: "0 3 * * *"\n      parameters: {max_depth: 2.5}\n',
             "max_depth:",
             "parameter-type",

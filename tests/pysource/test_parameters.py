@@ -37,7 +37,7 @@ def test_literal_assignments() -> None:
         ("π = 3.14", 1, "not a name Kubeflow Pipelines accepts"),
         ("d = {'a': [1, {'b': None}]}", 1, "holds None at ['a'][1]['b']"),
         ("n = 10**20", 1, "not assigned a literal"),
-        ("n = 100000000000000000000", 1, "beyond ±2**53"),
+        ("n = 100000000000000000000", 1, "beyond ±(2**53 - 1)"),
         ("l = [1.0, float('nan')]", 1, "not assigned a literal"),
         ("d = {1: 'a'}", 1, "has the key 1"),
         ("s = {1, 2}", 1, "holds a set"),
