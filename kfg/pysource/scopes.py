@@ -316,17 +316,24 @@ def _ipython_call(call: ast.Call) -> tuple[str, list[str]] | None:
     return func.attr, texts
 
 
-def _script_outputs(call: ast.Call) -> list[str]:
-    """`%%bash --out listing` binds `listing` (kfg.runtime.step.script_outputs)."""
+def _ipython_binds(call: ast.Call) -> list[str]:
+    """What a translated IPython line binds besides its assignment: `_exit_code` for a
+    shell line, the variables of `%%bash --out listing` (kfg.runtime.step.script_options)."""
     found = _ipython_call(call)
-    if found is None or found[0] != "run_cell_magic" or len(found[1]) < 2:
+    if found is None:
         return []
-    (name, line, *_) = found[1]
-    if name not in ("bash", "sh") or "--" not in line:
+    method, texts = found
+    if method in ("system", "getoutput"):
+        return ["_exit_code"]
+    if method != "run_cell_magic" or len(texts) < 2:
         return []
-    from kfg.runtime.step import script_outputs
+    (name, line, *_) = texts
+    if name not in ("bash", "sh", "script") or "--" not in line:
+        return []
+    from kfg.runtime.step import script_options
 
-    return [name for name in script_outputs(line) if name is not None]
+    script = script_options(name, line)
+    return [name for name in (script.out, script.err) if name is not None]
 
 
 def _unsupported_magic(call: ast.Call) -> str | None:
@@ -335,31 +342,45 @@ def _unsupported_magic(call: ast.Call) -> str | None:
     found = _ipython_call(call)
     if found is None or found[0] not in ("run_line_magic", "run_cell_magic") or not found[1]:
         return None
-    from kfg.runtime.step import CELL_MAGICS, LINE_MAGICS
+    from kfg.runtime.step import CELL_MAGICS, LINE_MAGICS, TIMING_RESULTS, timed_statement
 
     name = found[1][0]
     if found[0] == "run_line_magic":
+        if name in TIMING_RESULTS and len(found[1]) > 1:
+            # `r = %timeit -o f(x)` asks for a timing result, which a step does not measure.
+            result = TIMING_RESULTS[name]
+            if result in timed_statement(name, found[1][1])[1]:
+                return f"%{name} -{result}"
         return None if name in LINE_MAGICS else f"%{name}"
     return None if name in CELL_MAGICS else f"%%{name}"
 
 
 def _shell_reads(call: ast.Call) -> set[str]:
-    """The variables a translated shell line (`get_ipython().system('cp {src} $dst')`)
-    expands, by the runtime's own reading of the line (kfg.runtime.step.shell_fields)."""
+    """The variables a translated shell or magic line (`get_ipython().system('cp {src}
+    $dst')`, `%cd {folder}`, `%%writefile {path}`) expands, by the runtime's own reading of
+    the line (kfg.runtime.step.shell_fields)."""
     found = _ipython_call(call)
-    if found is None or found[0] not in ("system", "getoutput") or not found[1]:
+    if found is None:
         return set()
-    command = found[1][0]
+    from kfg.runtime.step import NOT_EXPANDED, shell_fields
+
+    method, texts = found
+    if method in ("system", "getoutput") and texts:
+        command = texts[0]
+    elif method in ("run_line_magic", "run_cell_magic") and len(texts) > 1:
+        if texts[0] in NOT_EXPANDED:
+            return set()
+        command = texts[1]
+    else:
+        return set()
     if "{" not in command and "$" not in command:
         return set()
-    from kfg.runtime.step import shell_fields
-
     names: set[str] = set()
     try:
         fields = shell_fields(command)
     except ValueError:
         return set()  # unbalanced braces: the runtime runs the line as written
-    for _, expression, _, _ in fields:
+    for _, expression, _ in fields:
         try:
             tree = ast.parse(expression, mode="eval") if expression else None
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -472,7 +493,7 @@ class _ModuleFacts(ast.NodeVisitor):
         unsupported = _unsupported_magic(node)
         if unsupported:
             self._event(Kind.MAGIC, unsupported, node)
-        for name in _script_outputs(node):
+        for name in _ipython_binds(node):
             self._event(Kind.BIND, name, node)
         if isinstance(node.func, ast.Name) and (
             node.func.id in DYNAMIC_CALLS or (node.func.id == "vars" and not node.args)

@@ -40,7 +40,7 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 # The description of a value in an earlier kfg's tar files; values are now files in their own
 # format, which `load_value` recognises by their first bytes.
@@ -88,18 +88,75 @@ CELL_MAGICS = (
 _LINE = re.compile(r"^(?P<indent>\s*)(?P<kind>%{1,2}|!{1,2})(?P<rest>.*)$")
 _ASSIGNED = re.compile(r"^(?P<head>\s*[A-Za-z_][\w.\[\], ]*?\s*=\s*)(?P<kind>%|!)(?P<rest>.*)$")
 _HELP = re.compile(r"^\s*\?*[A-Za-z_][\w.]*\?{1,2}\s*$")
-_TIMED = re.compile(r"^(?P<indent>\s*)%(?P<magic>time|timeit|prun)\s+(?P<code>[^-\s].*)$")
+_TIMED = re.compile(r"^(?P<indent>\s*)%(?P<magic>time|timeit|prun)(?:\s+(?P<args>.*))?$")
+# The options IPython's %timeit and %prun take (their parse_options strings "n:r:tcp:qo" and
+# "D:l:rs:T:q"): (options taking a value, flags). %time takes none.
+_TIMING_OPTIONS = {"timeit": ("nrp", "tcqo"), "prun": ("DlsT", "rq"), "time": ("", "")}
+# Magics whose line IPython does not expand (`@no_var_expand`): it is Python code.
+NOT_EXPANDED = frozenset({"time", "timeit", "prun", "debug"})
+# Options whose result is a timing or profile object that a step cannot produce.
+TIMING_RESULTS = {"timeit": "o", "prun": "r"}
 
 
-def _without_timing_options(line: str) -> str:
-    """The statement of `%timeit -n 10 -r 3 -q f(x)`: the options go, the code runs once."""
-    rest = line.strip()
-    while rest.startswith("-"):
-        option, _, rest = rest.partition(" ")
-        rest = rest.lstrip()
-        if option in ("-n", "-r", "-p") and rest:  # the value comes as the next word
-            rest = rest.partition(" ")[2].lstrip()
-    return rest
+def timed_statement(magic: str, args: str) -> tuple[str, set[str]]:
+    """(statement, option letters) of `%timeit -n1 -r 3 -qo f(x)`, read as getopt reads
+    IPython's options: flags may share a word, a value is attached or the next word, `--`
+    ends them. The statement keeps its own spacing; it runs once, untimed."""
+    valued, flags = _TIMING_OPTIONS.get(magic, ("", ""))
+    rest, seen = args.strip(), set[str]()
+    if magic == "time" and rest.split(" ", 1)[0] == "--no-raise-error":  # IPython 9
+        return rest[len("--no-raise-error") :].lstrip(), {"no-raise-error"}
+    while valued + flags and rest.startswith("-") and len(rest) > 1 and rest[1] != " ":
+        word, _, after = rest.partition(" ")
+        if word == "--":
+            return after.lstrip(), seen
+        letters = word[1:]
+        for position, letter in enumerate(letters):
+            if letter in flags:
+                seen.add(letter)
+            elif letter in valued:
+                seen.add(letter)
+                if position == len(letters) - 1:  # the value is the next word
+                    after = after.lstrip().partition(" ")[2]
+                break
+            else:  # not an option: the statement starts here (`-x + 1`)
+                return rest, seen
+        rest = after.lstrip()
+    return rest, seen
+
+
+def _timed_line(line: str) -> str | None:
+    """`%time y = f(x)`, `r = %time f(x)` and `%timeit -n3 f(x)` as the statement they run
+    (line for line), so that the statement binds its names for the analysis too; None when
+    the line is not a timing magic of Python code or asks for the timing result."""
+    assigned = _ASSIGNED.match(line)
+    if assigned and assigned.group("kind") != "%":
+        return None
+    timed = _TIMED.match("%" + assigned.group("rest") if assigned else line)
+    if timed is None:
+        return None
+    magic = timed.group("magic")
+    code, options = timed_statement(magic, timed.group("args") or "")
+    if not code or not _is_python(code) or "no-raise-error" in options:
+        return None
+    if assigned is None:
+        # %timeit and %prun show no value, so their statement ends with `;`.
+        return timed.group("indent") + code.rstrip() + (";" if magic != "time" else "")
+    if TIMING_RESULTS.get(magic, "") in options:
+        return None  # `r = %timeit -o f(x)`: left to the runtime, which refuses it
+    head = assigned.group("head")
+    if magic == "time" and _is_expression(code):
+        return head + code  # %time returns the expression's value
+    indent = head[: len(head) - len(head.lstrip())]
+    return f"{indent}{code.rstrip()}; {head.strip()} None"
+
+
+def _is_expression(code: str) -> bool:
+    try:
+        ast.parse(code, mode="eval")
+    except SyntaxError:
+        return False
+    return True
 
 
 def _is_python(code: str) -> bool:
@@ -142,6 +199,10 @@ def transform(source: str) -> str:
             return "\n".join([*lines[:first], call, *([""] * (len(lines) - first - 1))])
     out = []
     for line in lines:
+        timed = _timed_line(line)
+        if timed is not None:
+            out.append(timed)
+            continue
         assigned = _ASSIGNED.match(line)
         if assigned:
             kind, rest = assigned.group("kind"), assigned.group("rest")
@@ -151,14 +212,7 @@ def transform(source: str) -> str:
                 out.append(assigned.group("head") + _call(kind, rest))
             continue
         magic = _LINE.match(line)
-        timed = _TIMED.match(line)
-        if timed and _is_python(timed.group("code")):
-            # `%time y = f(x)` runs its statement in the notebook's namespace: as the
-            # statement itself it binds `y` for the analysis too (without the timing line).
-            # %timeit shows no value, so its statement ends with `;`.
-            quiet = ";" if timed.group("magic") != "time" else ""
-            out.append(timed.group("indent") + timed.group("code").rstrip() + quiet)
-        elif magic and not magic.group("kind").startswith("%%"):
+        if magic and not magic.group("kind").startswith("%%"):
             out.append(magic.group("indent") + _call(magic.group("kind"), magic.group("rest")))
         elif _HELP.match(line):
             out.append(line[: len(line) - len(line.lstrip())] + "pass")
@@ -172,13 +226,15 @@ def transform(source: str) -> str:
 _DOLLAR = re.compile(r"(.*?)\$(\$?[\w.]+)(?=([^']*'[^']*')*[^']*$)", re.S)
 
 
-def shell_fields(command: str) -> list[tuple[str, str, str | None, str]]:
-    """A shell line cut as IPython expands it: (literal text, Python expression or "",
-    conversion, format spec), from `{expression}` and `$name`. Raises ValueError for
-    unbalanced braces. Shared with kfg's analysis, which counts the names as reads."""
+def shell_fields(command: str) -> list[tuple[str, str | None, str | None]]:
+    """A shell or magic line cut as IPython expands it (its DollarFormatter): (literal
+    text, Python expression or None, conversion), from `{expression}` and `$name`. The
+    whole field is the expression, `:` included (`{x[1:]}` slices; `{x:>5}` fails to
+    evaluate, as in IPython). Raises ValueError for unbalanced braces. Shared with kfg's
+    analysis, which counts the expressions' names as reads."""
     import string
 
-    pieces: list[tuple[str, str, str | None, str]] = []
+    pieces: list[tuple[str, str | None, str | None]] = []
     for literal, field, spec, conversion in string.Formatter().parse(command):
         done = 0
         text = ""
@@ -187,33 +243,47 @@ def shell_fields(command: str) -> list[tuple[str, str, str | None, str]]:
             if name.startswith("$"):
                 text += before + name
             else:
-                pieces.append((text + before, name, None, ""))
+                pieces.append((text + before, name, None))
                 text = ""
             done = match.end()
-        pieces.append((text + literal[done:], field or "", conversion, spec or ""))
+        if field is not None and spec:
+            field = f"{field}:{spec}"
+        pieces.append((text + literal[done:], field, conversion))
     return pieces
 
 
 def expand_shell(command: str, namespace: dict[str, Any]) -> str:
     """`!mkdir -p {out_dir}` and `!echo $msg` as IPython runs them: each expression
-    evaluated in the notebook's namespace; a line any part of which fails to evaluate
-    (`$HOME` when no variable is called HOME, `awk '{print $1}'`) runs as written."""
+    evaluated in (a copy of) the notebook's namespace; a line any part of which fails to
+    evaluate (`$HOME` when no variable is called HOME, `awk '{print $1}'`, `{}`) runs as
+    written."""
+    if "{" not in command and "}" not in command and "$" not in command:
+        return command
     try:
         out = []
-        for literal, expression, conversion, spec in shell_fields(command):
+        for literal, expression, conversion in shell_fields(command):
             out.append(literal)
-            if expression:
-                value = eval(expression, namespace)
+            if expression is not None:
+                value = eval(expression, dict(namespace))
                 if conversion == "r":
                     value = repr(value)
                 elif conversion == "a":
                     value = ascii(value)
-                elif conversion == "s":
+                elif conversion is not None:
                     value = str(value)
-                out.append(format(value, spec))
+                out.append(format(value, ""))
         return "".join(out)
     except Exception:
         return command
+
+
+def _caller_namespace(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's variables and, for a shell line inside a function, its locals: what
+    IPython's var_expand reads (the frame that called get_ipython().system and the like)."""
+    frame = sys._getframe(2)
+    if frame.f_locals is namespace:
+        return namespace
+    return {**namespace, **frame.f_locals}
 
 
 class Captured:
@@ -250,14 +320,41 @@ def _captured_text(stdout: str, stderr: str) -> Captured:
     return captured
 
 
-def script_outputs(line: str) -> tuple[str | None, str | None]:
-    """The variables `%%bash --out OUT --err ERR` (and %%sh, %%script) store output in."""
-    words = line.split()
-    found: dict[str, str | None] = {"--out": None, "--err": None}
-    for index, option in enumerate(words[:-1]):
-        if option in found and words[index + 1].isidentifier():
-            found[option] = words[index + 1]
-    return found["--out"], found["--err"]
+class Script(NamedTuple):
+    """`%%script [--out OUT] [--err ERR] [--no-raise-error] [--bg] [--proc P] program`, as
+    IPython's script magics read their line (options anywhere, argparse's parse_known_args);
+    `%%bash` is `%%script bash`."""
+
+    program: list[str]
+    out: str | None = None
+    err: str | None = None
+    raise_error: bool = True
+
+
+def script_options(name: str, line: str) -> Script:
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
+    program: list[str] = [] if name == "script" else [name]
+    found: dict[str, str | None] = {"--out": None, "--err": None, "--proc": None}
+    raise_error = True
+    index = 0
+    while index < len(words):
+        word = words[index]
+        option, equals, value = word.partition("=")
+        if option in found and equals:
+            found[option] = value
+        elif word in found and index + 1 < len(words):
+            found[word] = words[index + 1]
+            index += 1
+        elif word == "--no-raise-error":
+            raise_error = False
+        elif word != "--bg":  # a step waits for its scripts: nothing runs after it ends
+            program.append(word)
+        index += 1
+    out, err = (v if v and v.isidentifier() else None for v in (found["--out"], found["--err"]))
+    return Script(program, out, err, raise_error)
 
 
 class Shell:
@@ -272,7 +369,7 @@ class Shell:
         self._restore: tuple[Any, Any] | None = None  # the streams a %%capture replaced
 
     def system(self, command: str) -> None:
-        self._system(expand_shell(command, self.namespace))
+        self._system(expand_shell(command, _caller_namespace(self.namespace)))
 
     def _system(self, command: str) -> None:
         completed = subprocess.run(command, shell=True, capture_output=True, text=True)
@@ -281,13 +378,16 @@ class Shell:
         self.namespace["_exit_code"] = completed.returncode
 
     def getoutput(self, command: str) -> list[str]:
-        command = expand_shell(command, self.namespace)
+        command = expand_shell(command, _caller_namespace(self.namespace))
         completed = subprocess.run(command, shell=True, capture_output=True, text=True)
+        self.namespace["_exit_code"] = completed.returncode
         return (completed.stdout + completed.stderr).splitlines()
 
     def run_line_magic(self, name: str, line: str) -> Any:
         if name in self.IGNORED:
             return None
+        if name not in NOT_EXPANDED:  # `%cd {folder}`, `%env KEY=$value`
+            line = expand_shell(line, _caller_namespace(self.namespace))
         if name == "pip":
             completed = subprocess.run([sys.executable, "-m", "pip", *shlex.split(line)])
             if completed.returncode:
@@ -295,10 +395,22 @@ class Shell:
             importlib.invalidate_caches()
             return None
         if name in ("time", "timeit", "prun"):  # the statement runs once, untimed by prun
+            code, options = timed_statement(name, line)
+            if TIMING_RESULTS.get(name, "-") in options:
+                raise RuntimeError(
+                    f"%{name} -{TIMING_RESULTS[name]} returns a timing result, which a step"
+                    " does not measure; time the statement with time.perf_counter()"
+                )
             start = time.perf_counter()
-            value = self._run_python(_without_timing_options(line))
+            try:
+                value = self._run_python(code)
+            except Exception:
+                if "no-raise-error" not in options:
+                    raise
+                traceback.print_exc()  # `%time --no-raise-error` shows the error and goes on
+                value = None
             print(f"Wall time: {time.perf_counter() - start:.3f} s")
-            return value
+            return value if name == "time" else None
         if name == "env":
             key, sep, value = line.replace("=", " ", 1).partition(" ")
             if not sep:
@@ -334,30 +446,30 @@ class Shell:
             self._restore = None
 
     def run_cell_magic(self, name: str, line: str, body: str) -> None:
-        if name in ("bash", "sh"):  # IPython expands no variables in a cell magic's body
-            out, err = script_outputs(line)
-            if out is None and err is None:
-                self._system(f"{name} -c {shlex.quote(body)}")
-                return
-            completed = subprocess.run(
-                [name, "-c", body], capture_output=True, text=True, check=False
-            )
+        line = expand_shell(line, _caller_namespace(self.namespace))  # `%%writefile {path}`
+        if name in ("bash", "sh", "script"):  # IPython expands no variables in the body
+            script = script_options(name, line)
+            if not script.program:
+                raise RuntimeError("%%script needs the program to run, such as %%script python3")
+            # The body goes to the program's standard input, as IPython sends it.
+            completed = subprocess.run(script.program, input=body, capture_output=True, text=True)
             for variable, text, stream in (
-                (out, completed.stdout, sys.stdout),
-                (err, completed.stderr, sys.stderr),
+                (script.out, completed.stdout, sys.stdout),
+                (script.err, completed.stderr, sys.stderr),
             ):
                 if variable is None:
                     stream.write(text)
                 else:
                     self.namespace[variable] = text
-            self.namespace["_exit_code"] = completed.returncode
-        elif name == "script":
-            completed = subprocess.run(shlex.split(line), input=body, text=True)
-            self.namespace["_exit_code"] = completed.returncode
+            if completed.returncode and script.raise_error:
+                # IPython raises too, unless --no-raise-error: a failing script fails the step.
+                raise subprocess.CalledProcessError(completed.returncode, script.program)
         elif name in ("writefile", "file"):  # %%file is IPython's alias
             args = shlex.split(line)
             mode = "a" if "-a" in args or "--append" in args else "w"
-            target = next(a for a in args if not a.startswith("-"))
+            target = next((a for a in args if not a.startswith("-")), None)
+            if target is None:
+                raise RuntimeError(f"%%{name} needs the name of the file to write")
             with open(target, mode, encoding="utf-8") as handle:
                 handle.write(body)
         elif name in ("html", "markdown", "svg", "latex"):

@@ -222,6 +222,28 @@ def test_variables_a_shell_line_expands_are_read_and_shell_variables_are_not(
     assert flow.step("use").inputs == {"msg": "setup", "n": "setup", "out_dir": "setup"}
 
 
+def test_magic_lines_read_what_they_expand_and_shell_lines_bind_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    result = make(
+        tmp_path,
+        [
+            ("code", "folder = 'sub'\nname = 'n.txt'\nv = 1"),
+            ("code", "%cd {folder}\n%env KEY=$v"),
+            ("code", "%%writefile {name}\ntext"),
+            ("code", "!ls\nok = _exit_code == 0"),
+        ],
+        [step("setup", 1), step("cd", 2), step("write", 3), step("check", 4)],
+    )
+    assert result.ok, messages(result)
+    assert not [m for m in messages(result) if "_exit_code" in m], messages(result)
+    flow = result.flow
+    assert flow is not None
+    assert flow.step("cd").inputs == {"folder": "setup", "v": "setup"}
+    assert flow.step("write").inputs == {"name": "setup"}
+    assert flow.step("check").inputs == {}
+
+
 def test_magics_a_step_cannot_run_are_refused_before_it_runs(tmp_path: Path) -> None:
     result = make(
         tmp_path,
@@ -235,6 +257,34 @@ def test_magics_a_step_cannot_run_are_refused_before_it_runs(tmp_path: Path) -> 
     found = [m for m in messages(result) if "does not run in a pipeline step" in m]
     assert len(found) == 2, messages(result)
     assert "cell 2, line 3: %lprun" in found[0] and "cell 3, line 1: %%R" in found[1]
+
+
+def test_timing_magics_with_options_bind_what_their_statement_assigns(tmp_path: Path) -> None:
+    """IPython's %timeit and %prun options (getopt strings "n:r:tcp:qo", "D:l:rs:T:q" in
+    IPython's execution magics) come before the statement the step runs once."""
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "def f(v):\n    return v * 2"),
+            (
+                "code",
+                "%timeit -n1 -r 1 -q w = f(3)\nres = %time f(8)\n%prun -s cumulative p = f(1)",
+            ),
+            ("code", "print(w, res, p)"),
+        ],
+        [step("a", 1), step("b", 2), step("c", 3)],
+    )
+    assert flow.step("c").inputs == {"p": "b", "res": "b", "w": "b"}
+
+
+def test_a_timing_result_is_refused_before_the_step_runs(tmp_path: Path) -> None:
+    result = make(
+        tmp_path,
+        [("code", "def f():\n    return 1"), ("code", "r = %timeit -n 3 -o f()")],
+        [step("a", 1), step("b", 2)],
+    )
+    found = [m for m in messages(result) if "does not run in a pipeline step" in m]
+    assert len(found) == 1 and "cell 2, line 1: %timeit -o" in found[0], messages(result)
 
 
 def test_a_module_the_step_writes_itself_needs_no_package(tmp_path: Path) -> None:

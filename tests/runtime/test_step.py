@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -16,11 +17,13 @@ from sklearn.linear_model import LogisticRegression
 
 from kfg.runtime import step
 from kfg.runtime.step import (
+    Script,
     StepFailed,
     expand_shell,
     load_value,
     run_step,
     save_value,
+    script_options,
     transform,
 )
 
@@ -56,7 +59,7 @@ def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
         "  y = 1",  # %time runs its statement in the namespace: it is the statement
         "pass",
         "z = 1",
-        "get_ipython().run_line_magic('timeit', '-n 3 f(1)')",
+        "f(1);",  # the options go; the statement runs once, showing no value
     ]
     assert transform("text = '%d items' % 3") == "text = '%d items' % 3"
 
@@ -106,6 +109,26 @@ def test_top_level_await_runs_as_in_jupyter_on_one_loop_per_step(
     assert "42" in capsys.readouterr().out  # the awaited last expression is displayed
 
 
+SHELL_NAMESPACE = {
+    "out_dir": "/data/out",
+    "msg": "hi there",
+    "n": 3,
+    "cfg": types.SimpleNamespace(name="demo"),
+    "parts": ["a", "b", "c"],
+}
+
+
+def ipython_var_expand(command: str, namespace: dict[str, Any]) -> str:
+    """IPython's own expansion (InteractiveShell.var_expand with its DollarFormatter,
+    ipython 9.18.1 as pinned), the oracle the step runtime must agree with."""
+    from IPython.utils.text import DollarFormatter
+
+    try:
+        return DollarFormatter().vformat(command, args=[], kwargs=dict(namespace))
+    except Exception:
+        return command
+
+
 @pytest.mark.parametrize(
     ("command", "expanded"),
     [
@@ -116,16 +139,23 @@ def test_top_level_await_runs_as_in_jupyter_on_one_loop_per_step(
         ("awk '{print $1}' f", "awk '{print $1}' f"),
         ("echo '$msg'", "echo '$msg'"),  # single quotes keep a $ for the shell
         ("echo $$msg", "echo $msg"),
-        ("echo {{x}} {n * 2:03d} {msg!r}", "echo {x} 006 'hi there'"),
+        ("echo {{x}} {n * 2} {msg!r}", "echo {x} 6 'hi there'"),
+        ("echo {parts[1:]}", "echo ['b', 'c']"),  # the whole field is Python: it slices
+        ("echo {n:03d}", "echo {n:03d}"),  # ... so a format spec does not evaluate
+        ("find . -exec rm {} + $msg", "find . -exec rm {} + $msg"),  # `{}` leaves the line
         ("echo $cfg.name", "echo demo"),
     ],
 )
 def test_shell_lines_expand_variables_as_ipython_does(command: str, expanded: str) -> None:
     """IPython's var_expand (DollarFormatter): `{expression}` and `$name` from the
     notebook's namespace, all or nothing."""
-    config = types.SimpleNamespace(name="demo")
-    namespace = {"out_dir": "/data/out", "msg": "hi there", "n": 3, "cfg": config}
-    assert expand_shell(command, namespace) == expanded
+    assert expand_shell(command, SHELL_NAMESPACE) == expanded
+    assert ipython_var_expand(command, SHELL_NAMESPACE) == expanded
+
+
+@given(st.lists(st.sampled_from([*"{}$!:'[]1 ._rn", "msg", "parts", "cfg", "name"])).map("".join))
+def test_shell_expansion_agrees_with_ipython(command: str) -> None:
+    assert expand_shell(command, SHELL_NAMESPACE) == ipython_var_expand(command, SHELL_NAMESPACE)
 
 
 def test_a_shell_line_in_a_step_uses_the_notebooks_variables(tmp_path: Path) -> None:
@@ -138,6 +168,47 @@ def test_a_shell_line_in_a_step_uses_the_notebooks_variables(tmp_path: Path) -> 
         ],
     )
     assert (target / "w.txt").read_text() == "hello\n"
+
+
+def test_magic_lines_and_shell_lines_in_functions_expand_as_in_ipython(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IPython expands a magic's line (not %time, %timeit, %prun: `@no_var_expand`) and
+    reads a function's locals for a shell line inside it (InteractiveShell.var_expand)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    run(
+        tmp_path,
+        [
+            "folder = 'sub'\nname = 'notes.txt'\nvalue = 'v1'",
+            "%cd {folder}\n%env KFG_TEST_VALUE=$value",
+            "%%writefile {name}\nwritten",
+            "def listing(pattern):\n    found = !ls {pattern}\n    return found",
+            "files = listing('*.txt')\nlast = _exit_code",
+        ],
+        outputs={n: str(tmp_path / n) for n in ("files", "last")},
+    )
+    assert (tmp_path / "sub" / "notes.txt").read_text() == "written"
+    assert os.environ.pop("KFG_TEST_VALUE") == "v1"
+    assert load_value(str(tmp_path / "files")) == ["notes.txt"]
+    assert load_value(str(tmp_path / "last")) == 0  # getoutput sets it too
+
+
+def test_writefile_without_a_file_name_fails_the_step_with_a_message(tmp_path: Path) -> None:
+    with pytest.raises(StepFailed, match=r"%%writefile needs the name of the file to write"):
+        run(tmp_path, ["%%writefile\ntext"])
+
+
+def test_time_without_raising_reports_the_error_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(
+        tmp_path,
+        ["%time --no-raise-error 1 / 0\nafter = 1"],
+        outputs={"after": str(tmp_path / "a")},
+    )
+    assert "ZeroDivisionError" in capsys.readouterr().err
+    assert load_value(str(tmp_path / "a")) == 1
 
 
 def test_capture_and_bash_out_bind_what_ipython_binds(
@@ -162,6 +233,36 @@ def test_capture_and_bash_out_bind_what_ipython_binds(
     assert load_value(str(tmp_path / "problems")) == "oops\n"
 
 
+def test_a_failing_script_fails_the_step_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IPython's script magics raise CalledProcessError on a non-zero exit unless
+    --no-raise-error (ipython/ipython, IPython/core/magics/script.py, `raise_error`)."""
+    with pytest.raises(StepFailed, match=r"cell 1, line 1: CalledProcessError: .*bash.* 3"):
+        run(tmp_path, ["%%bash\necho before\nexit 3"])
+    assert "before" in capsys.readouterr().out
+    run(
+        tmp_path,
+        ["%%script --no-raise-error sh --out so\necho kept\nexit 4"],
+        outputs={"so": str(tmp_path / "so")},
+    )
+    assert load_value(str(tmp_path / "so")) == "kept\n"  # options after the program too
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        ("bash", "", Script(["bash"])),
+        ("bash", "--out=o --err e", Script(["bash"], "o", "e")),
+        ("script", "--bg python3 -u", Script(["python3", "-u"])),
+        ("script", "--proc p --no-raise-error 'my shell'", Script(["my shell"], raise_error=False)),
+        ("sh", "--out c.d", Script(["sh"])),  # not a variable name: output is printed
+    ],
+)
+def test_script_options_read_as_ipython_reads_them(name: str, line: str, expected: Script) -> None:
+    assert script_options(name, line) == expected
+
+
 def test_timeit_shows_no_value_and_time_does(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,6 +279,29 @@ def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> No
         outputs={"t": str(tmp_path / "t")},
     )
     assert load_value(str(tmp_path / "t")) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "python"),
+    [
+        ("res = %time f(8)", "res = f(8)"),  # %time returns its expression's value
+        ("%timeit -n1 -r1 -q w = f(3)", "w = f(3);"),
+        ("%timeit -qn 5 -- -x", "-x;"),  # flags share a word; `--` ends the options
+        ("%timeit -o f()", "f();"),
+        ("  t = %timeit -r 2 f()", "  f(); t = None"),  # %timeit returns nothing
+        ("x = %prun -s cumulative -l 5 y = g()", "y = g(); x = None"),
+        ("%time -x", "-x"),  # %time has no options
+        ("x = !time ls", "x = get_ipython().getoutput('time ls')"),
+        ("r = %timeit -o f()", "r = get_ipython().run_line_magic('timeit', '-o f()')"),
+    ],
+)
+def test_timing_magics_become_the_statement_they_time(line: str, python: str) -> None:
+    assert transform(line) == python
+
+
+def test_a_timing_result_fails_the_step(tmp_path: Path) -> None:
+    with pytest.raises(StepFailed, match=r"line 3: RuntimeError: %timeit -o returns a timing"):
+        run(tmp_path, ["def f():\n    return 1\nr = %timeit -o f()"])
 
 
 def test_unsupported_magic_fails_with_cell_and_line(tmp_path: Path) -> None:
