@@ -37,6 +37,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import tokenize
 import traceback
 import types
 from collections.abc import Callable, Iterator
@@ -106,8 +107,8 @@ def timed_statement(magic: str, args: str) -> tuple[str, set[str]]:
     rest, seen = args.strip(), set[str]()
     if magic == "time" and rest.split(" ", 1)[0] == "--no-raise-error":  # IPython 9
         return rest[len("--no-raise-error") :].lstrip(), {"no-raise-error"}
-    while valued + flags and rest.startswith("-") and len(rest) > 1 and rest[1] != " ":
-        word, _, after = rest.partition(" ")
+    while valued + flags and rest.startswith("-") and len(rest) > 1 and not rest[1].isspace():
+        word, after = _first_word(rest)
         if word == "--":
             return after.lstrip(), seen
         letters = word[1:]
@@ -117,12 +118,18 @@ def timed_statement(magic: str, args: str) -> tuple[str, set[str]]:
             elif letter in valued:
                 seen.add(letter)
                 if position == len(letters) - 1:  # the value is the next word
-                    after = after.lstrip().partition(" ")[2]
+                    after = _first_word(after)[1]
                 break
             else:  # not an option: the statement starts here (`-x + 1`)
                 return rest, seen
         rest = after.lstrip()
     return rest, seen
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """(first word, the rest), split at any whitespace."""
+    words = text.split(maxsplit=1)
+    return (words[0] if words else "", words[1] if len(words) > 1 else "")
 
 
 def _timed_line(line: str) -> str | None:
@@ -137,18 +144,38 @@ def _timed_line(line: str) -> str | None:
         return None
     magic = timed.group("magic")
     code, options = timed_statement(magic, timed.group("args") or "")
+    code = _without_comment(code)
     if not code or not _is_python(code) or "no-raise-error" in options:
         return None
     if assigned is None:
         # %timeit and %prun show no value, so their statement ends with `;`.
-        return timed.group("indent") + code.rstrip() + (";" if magic != "time" else "")
+        return timed.group("indent") + code + (";" if magic != "time" else "")
     if TIMING_RESULTS.get(magic, "") in options:
         return None  # `r = %timeit -o f(x)`: left to the runtime, which refuses it
     head = assigned.group("head")
     if magic == "time" and _is_expression(code):
         return head + code  # %time returns the expression's value
     indent = head[: len(head) - len(head.lstrip())]
-    return f"{indent}{code.rstrip()}; {head.strip()} None"
+    statement = f"{code}; {head.strip()} None"  # %timeit and %prun return nothing
+    # A compound statement (`x = %prun for i in r: f(i)`) would take the assignment into
+    # its body: that line is left to the runtime.
+    if not _is_python(statement):
+        return None
+    body = len(ast.parse(code).body)
+    return indent + statement if len(ast.parse(statement).body) == body + 1 else None
+
+
+def _without_comment(code: str) -> str:
+    """`f(x)  # note` as `f(x)`, so that what kfg appends (`;`) is not commented out."""
+    if "#" not in code:
+        return code.rstrip()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.COMMENT:
+                return code[: token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return code.rstrip()
 
 
 def _is_expression(code: str) -> bool:

@@ -291,6 +291,12 @@ def test_timeit_options_are_dropped_and_its_statement_runs(tmp_path: Path) -> No
         ("  t = %timeit -r 2 f()", "  f(); t = None"),  # %timeit returns nothing
         ("x = %prun -s cumulative -l 5 y = g()", "y = g(); x = None"),
         ("%time -x", "-x"),  # %time has no options
+        ("%timeit\t-n1  f()  # note", "f();"),  # the comment goes, or it would hide `;`
+        ("x = %timeit f()  # note", "f(); x = None"),
+        (
+            "x = %prun for i in r: f(i)",
+            "x = get_ipython().run_line_magic('prun', 'for i in r: f(i)')",
+        ),
         ("x = !time ls", "x = get_ipython().getoutput('time ls')"),
         ("r = %timeit -o f()", "r = get_ipython().run_line_magic('timeit', '-o f()')"),
     ],
