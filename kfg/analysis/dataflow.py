@@ -233,7 +233,7 @@ class _Analysis:
                 self._read(state, event.name, where, set())
                 # Using a function that assigns globals (most likely calling it) binds them
                 # here: a later step reads them from this step, not from the one defining it.
-                for name in sorted(self.binds.get(event.name, ())):
+                for name in sorted(self._binds_through(cell, event.name, set())):
                     self._bind(state, name, "value", None)
             elif event.kind is Kind.BIND:
                 if event.how in BY_VALUE_CODE:
@@ -296,6 +296,18 @@ class _Analysis:
             state.needs[name] = cell.facts.needs[name]
         else:
             state.needs.pop(name, None)
+
+    def _binds_through(self, cell: _Cell, function: str, seen: set[str]) -> set[str]:
+        """The globals calling `function` may assign: its own, and those of the functions
+        it uses in turn (`init()` calling `setup()`, which sets `global cfg`)."""
+        if function in seen or function not in self.binds:
+            return set()
+        seen.add(function)
+        found = set(self.binds[function])
+        needs = cell.facts.needs.get(function, self.needs.get(function, frozenset()))
+        for needed in needs:
+            found |= self._binds_through(cell, needed, seen)
+        return found
 
     def _known(self, state: _StepState, name: str) -> bool:
         """Whether a name is a variable here: bound in this step or earlier, or a parameter."""

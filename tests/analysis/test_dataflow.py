@@ -191,6 +191,22 @@ def test_globals_a_function_assigns_come_from_the_step_that_calls_it(tmp_path: P
     assert flow.step("define").outputs == ("setup",)
 
 
+def test_globals_assigned_through_other_functions_come_from_the_calling_step(
+    tmp_path: Path,
+) -> None:
+    flow = flow_of(
+        tmp_path,
+        [
+            ("code", "def setup():\n    global g\n    g = 5\ninit = lambda: setup()"),
+            ("code", "def main():\n    init()"),
+            ("code", "main()"),
+            ("code", "h = g + 1"),
+        ],
+        [step("define", 1), step("wrap", 2), step("call", 3), step("use", 4)],
+    )
+    assert flow.step("use").inputs == {"g": "call"}
+
+
 def test_timed_statements_and_walrus_in_comprehensions_bind_names(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,
