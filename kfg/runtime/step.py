@@ -215,7 +215,7 @@ def transform(source: str) -> str:
         if name == "capture":
             # `%%capture out`: the body runs, its printed output kept in `out` (IPython's
             # CapturedIO); the runtime ends the capture when the cell ends.
-            target = [w for w in args.split() if not w.startswith("-")]
+            target = [w for w in args.split() if not w.startswith("-") and w.isidentifier()]
             start = f"get_ipython().start_capture({args.strip()!r})"
             lines[first] = f"{target[0]} = {start}" if target else start
         elif name in PYTHON_CELL_MAGICS:

@@ -67,6 +67,8 @@ def test_transform_keeps_every_line_and_translates_ipython_syntax() -> None:
 def test_cell_magics_run_python_bodies_or_become_one_call() -> None:
     assert transform("%%time\nx = 1\ny = 2") == "\nx = 1\ny = 2"
     assert transform("%%debug\nx = 1") == "\nx = 1"  # as the analysis reads it
+    # IPython stores the capture under the key `c.d`, which no code can name: nothing binds.
+    assert transform("%%capture c.d\nx = 1") == "get_ipython().start_capture('c.d')\nx = 1"
     assert transform("%%bash\necho hi\necho there") == (
         "get_ipython().run_cell_magic('bash', '', 'echo hi\\necho there')\n\n"
     )
