@@ -52,7 +52,7 @@ def command(
     """
     from kfg.cli.report import text
     from kfg.core.load import display_path, repository_root
-    from kfg.core.project import load_project, render_project
+    from kfg.core.project import aggregate_conflicts, load_project, render_project
 
     if check and stdout:
         usage_error("--check and --stdout cannot be combined")
@@ -80,6 +80,10 @@ def command(
         package = rendered[0].package
         target = output or Path("deploy") / rendered[0].pipeline.name
     else:
+        conflicts = aggregate_conflicts(project)
+        if conflicts:
+            typer.echo(text(conflicts), err=True)
+            fail("nothing rendered: fix the errors above")
         label = ", ".join(sorted(relative_to_root(t, repo) for t in targets))
         package = aggregate(rendered, label)
         target = output or Path("deploy")

@@ -193,6 +193,25 @@ def _shared_names(results: list[LoadResult]) -> list[Diagnostic]:
     return found
 
 
+def aggregate_conflicts(project: Project) -> list[Diagnostic]:
+    """Pipelines that cannot share one package: the aggregate's root holds the stage
+    directories, so a pipeline may not be named after one of them."""
+    from kfg.render.build import STAGES
+
+    return [
+        _at(
+            result,
+            ("metadata", "name"),
+            "reserved-name",
+            f"a pipeline named `{result.pipeline.name}` cannot share a package with others: its"
+            f" root holds the stages {' and '.join(STAGES)}; rename it, or render this"
+            " kale.yaml on its own",
+        )
+        for result in project.valid()
+        if result.pipeline is not None and result.pipeline.name in STAGES
+    ]
+
+
 def _shared_objects(project: Project, rendered: list[Rendered]) -> list[Diagnostic]:
     by_source = {r.pipeline.source: r for r in project.valid() if r.pipeline is not None}
     owners: dict[tuple[str, str, str], Rendered] = {}

@@ -283,6 +283,18 @@ def test_force_never_replaces_a_directory_holding_the_notebook(repo: Path) -> No
     assert (repo / "nbs" / "wine.ipynb").is_file()
 
 
+@pytest.mark.parametrize("name", ["pipeline", "release"])
+def test_a_pipeline_named_after_a_stage_cannot_join_others(repo: Path, name: str) -> None:
+    kale = repo / "notebooks" / "wine" / "kale.yaml"
+    kale.write_text(kale.read_text().replace("name: wine-quality", f"name: {name}", 1))
+    result = kfg("render", "notebooks", "-o", "deploy", cwd=repo)
+    assert result.returncode == 1
+    assert "notebooks/wine/kale.yaml:5:9: error: a pipeline named" in result.stderr
+    assert not (repo / "deploy").exists()
+    alone = kfg("render", "notebooks/wine/kale.yaml", "-o", "deploy/one", cwd=repo)
+    assert alone.returncode == 0, alone.stderr
+
+
 def test_force_never_replaces_a_git_repository(repo: Path) -> None:
     other = repo / "elsewhere"
     (other / "sub" / ".git").mkdir(parents=True)
