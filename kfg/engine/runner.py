@@ -233,12 +233,14 @@ class Engine:
         with self.lock:
             self.children.pop(name, None)
         state.seconds = time.perf_counter() - started
-        if code != 0 or self.stopping:
+        # A cell may end the process itself (os._exit(0)) before the step saved anything:
+        # only the result the worker writes last says that the step finished.
+        metrics = _result(work / "metrics.json") if code == 0 else None
+        if metrics is None or self.stopping:
             state.status = FAILED
             state.error = _cause(work / LOG, code) if not self.stopping else "interrupted"
             state.log = self._keep_failure(name, work)
             return state
-        metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))["metrics"]
         entry = self.cache.commit(
             work, state.key, {"step": name, "metrics": metrics, "seconds": state.seconds}
         )
@@ -534,6 +536,15 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
         )
 
 
+def _result(path: Path) -> dict[str, Any] | None:
+    """The metrics of a step that finished, or None when its process ended before that."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def _cause(log: Path, code: int) -> str:
     """The step's one-line cause: the runtime's `kfg: ...` line; else (a crash, a signal,
     a library calling exit) how its process ended and the last line it printed, which is
@@ -554,4 +565,6 @@ def _cause(log: Path, code: int) -> str:
         ended = f"exited with status {code}"
     last = next((line.strip() for line in reversed(lines) if line.strip()), None)
     tail = f"; the last line it printed: {last}" if last else ", printing nothing"
+    if code == 0:  # a cell ended the process (os._exit(0)) before the step saved its values
+        return f"the step's process exited with status 0 before the step finished{tail}"
     return f"the step's process {ended} without reporting an error{tail}"
