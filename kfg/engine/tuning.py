@@ -467,6 +467,9 @@ def tune(
         if not run.ok or tuning.metric not in run.metrics:
             failed = next((s for s in run.steps if s.error), None)
             record["error"] = failed.error if failed else "no objective metric"
+        elif math.isnan(run.metrics[tuning.metric]):
+            # Optuna fails a trial whose objective is NaN, and says why only in its log.
+            record["error"] = f"objective metric `{tuning.metric}` is NaN: no search can rank it"
         trial.set_user_attr(RECORD, record)  # one write to the journal per trial
         if "error" in record:
             raise RuntimeError(record["error"])

@@ -445,3 +445,32 @@ def test_failed_trials_say_why_and_parallel_failures_of_one_step_all_land(tmp_pa
     assert (tmp_path / ".kfg" / "failed" / "train" / LOG).is_file()
     assert [p.name for p in (tmp_path / ".kfg" / "failed").iterdir()] == ["train"]
     assert summary.as_dict()["trials"][0]["error"] == summary.trials[0].error
+
+
+def test_a_nan_objective_fails_its_trial_saying_so(tmp_path: Path) -> None:
+    # Optuna fails such a trial and says why only in the log kfg silences.
+    result = make(
+        tmp_path,
+        [("code", "a = 1"), ("code", "score = float('nan') if a > 2 else float(a)")],
+        [{"name": "train", "cells": [2]}],
+        parameters={"cell": 1},
+        metrics=[{"name": "score", "variable": "score"}],
+        tuning={
+            "objective": {"metric": "score", "type": "maximize"},
+            "algorithm": {"name": "grid"},
+            "maxTrials": 4,
+            "parallelTrials": 1,
+            "parameters": {"a": {"type": "int", "min": 1, "max": 4}},
+        },
+    )
+    assert result.ok, messages(result)
+    assert result.pipeline and result.flow and result.notebook
+    summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
+    outcome = {t.params["a"]: (t.state, t.error) for t in summary.trials}
+    nan = "objective metric `score` is NaN: no search can rank it"
+    assert outcome == {
+        1: ("COMPLETE", None),
+        2: ("COMPLETE", None),
+        3: ("FAIL", nan),
+        4: ("FAIL", nan),
+    }
