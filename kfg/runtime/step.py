@@ -1368,13 +1368,17 @@ def _report_metrics(
     values: dict[str, float] = {}
     for name, variable in metrics.items():
         value = namespace.get(variable)
-        if isinstance(value, bool) or value is None:
-            number = None
-        else:
+        number = None
+        if not isinstance(value, bool) and value is not None:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                number = None
+                pass
+            except Exception as exc:  # an int past float's range, a class's own __float__
+                raise StepFailed(
+                    f"step `{step}`: metric `{name}` reads `{variable}`, a"
+                    f" {_qualified(value)} that is no float: {type(exc).__name__}: {exc}"
+                ) from exc
         if number is None:
             raise StepFailed(
                 f"step `{step}`: metric `{name}` reads `{variable}`, which is"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -440,6 +441,23 @@ def test_non_numeric_metric_fails(tmp_path: Path) -> None:
         StepFailed, match=r"metric `m` reads `v`, which is a builtins\.str, not a number"
     ):
         run(tmp_path, ["v = 'high'"], metrics={"m": "v"})
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("v = 10 ** 400", "builtins.int that is no float: OverflowError"),
+        (
+            "class Odd:\n    def __float__(self):\n        raise RuntimeError('no')\nv = Odd()",
+            "__main__.Odd that is no float: RuntimeError: no",
+        ),
+    ],
+)
+def test_a_metric_whose_conversion_raises_fails_the_step_saying_why(
+    tmp_path: Path, source: str, cause: str
+) -> None:
+    with pytest.raises(StepFailed, match=rf"metric `m` reads `v`, a {re.escape(cause)}"):
+        run(tmp_path, [source], metrics={"m": "v"})
 
 
 def test_report_shows_prints_rich_reprs_and_figures(tmp_path: Path) -> None:
