@@ -467,9 +467,14 @@ def tune(
         if not run.ok or tuning.metric not in run.metrics:
             failed = next((s for s in run.steps if s.error), None)
             record["error"] = failed.error if failed else "no objective metric"
-        elif math.isnan(run.metrics[tuning.metric]):
-            # Optuna fails a trial whose objective is NaN, and says why only in its log.
-            record["error"] = f"objective metric `{tuning.metric}` is NaN: no search can rank it"
+        elif not math.isfinite(run.metrics[tuning.metric]):
+            # Katib reads no value that is not finite (kfg.launcher.runs.printable), so such
+            # a trial has no result in the cluster; Optuna would rank inf first, and fail
+            # NaN saying why only in the log kfg silences.
+            record["error"] = (
+                f"objective metric `{tuning.metric}` is {run.metrics[tuning.metric]}, not a"
+                " finite number: Katib would record no value for this trial"
+            )
         trial.set_user_attr(RECORD, record)  # one write to the journal per trial
         if "error" in record:
             raise RuntimeError(record["error"])

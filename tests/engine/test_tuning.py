@@ -447,11 +447,14 @@ def test_failed_trials_say_why_and_parallel_failures_of_one_step_all_land(tmp_pa
     assert summary.as_dict()["trials"][0]["error"] == summary.trials[0].error
 
 
-def test_a_nan_objective_fails_its_trial_saying_so(tmp_path: Path) -> None:
-    # Optuna fails such a trial and says why only in the log kfg silences.
+def test_an_objective_that_is_not_finite_fails_its_trial_saying_so(tmp_path: Path) -> None:
+    # As in the cluster, where Katib reads no such value (kfg.launcher.runs.printable).
     result = make(
         tmp_path,
-        [("code", "a = 1"), ("code", "score = float('nan') if a > 2 else float(a)")],
+        [
+            ("code", "a = 1"),
+            ("code", "score = [float(a), float('inf'), float('nan')][min(a, 3) - 1]"),
+        ],
         [{"name": "train", "cells": [2]}],
         parameters={"cell": 1},
         metrics=[{"name": "score", "variable": "score"}],
@@ -467,10 +470,11 @@ def test_a_nan_objective_fails_its_trial_saying_so(tmp_path: Path) -> None:
     assert result.pipeline and result.flow and result.notebook
     summary = tune(result.pipeline, result.flow, result.notebook, Cache(tmp_path / ".kfg"))
     outcome = {t.params["a"]: (t.state, t.error) for t in summary.trials}
-    nan = "objective metric `score` is NaN: no search can rank it"
+    said = "objective metric `score` is {}, not a finite number: Katib would record no value"
     assert outcome == {
         1: ("COMPLETE", None),
-        2: ("COMPLETE", None),
-        3: ("FAIL", nan),
-        4: ("FAIL", nan),
+        2: ("FAIL", said.format("inf") + " for this trial"),
+        3: ("FAIL", said.format("nan") + " for this trial"),
+        4: ("FAIL", said.format("nan") + " for this trial"),
     }
+    assert summary.best is not None and summary.best.params == {"a": 1}
