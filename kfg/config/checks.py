@@ -576,12 +576,19 @@ def _check_space(
     if kind == "double" and isinstance(default, int) and not isinstance(default, bool):
         # Katib draws doubles such as 123.4 and `kfg trial` refuses them for an int parameter;
         # truncating locally would report values the pipeline never ran with.
+        step = space.get("step")
+        example = space["min"] + (0.5 if step is None else step)
+        why = (
+            f"its values such as {example!r} are not whole numbers"
+            if not float(example).is_integer()
+            else "Katib draws it as a float, which an int parameter does not take"
+        )
         findings.error(
             (*path, "type"),
             "tuning-type",
             f"`{name}` defaults to {default!r} (int), which a `double` search space cannot tune"
-            f" (its values such as {space['min'] + 0.5!r} are not whole numbers); use"
-            f" `type: int`, or make the default a float (`{name} = {float(default)!r}`)",
+            f" ({why}); use `type: int`, or make the default a float"
+            f" (`{name} = {float(default)!r}`)",
         )
         return
     type_ok = {

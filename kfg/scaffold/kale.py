@@ -318,6 +318,22 @@ def _tuning(
                 }
                 if space.get("step") not in (None, ""):
                     entry["step"] = _number(space["step"], kind == "int")
+                default = known[name].default
+                bounds = [v for k, v in entry.items() if k != "type"]
+                if (
+                    kind == "double"
+                    and isinstance(default, int)
+                    and not isinstance(default, bool)
+                    and all(float(v).is_integer() for v in bounds)
+                ):
+                    # Kale passed Katib's doubles to an int variable; an int range over the
+                    # same whole bounds is what the notebook can take.
+                    entry = {k: v if k == "type" else int(v) for k, v in entry.items()}
+                    entry["type"] = "int"
+                    notes.append(
+                        f"katib_metadata: `{name}` is a double range over whole numbers and"
+                        f" the notebook sets it to {default!r}, an int: written as `type: int`"
+                    )
             elif kind == "categorical":
                 entry = {"type": kind, "values": [str(v) for v in space["list"]]}
                 numbers = _numbers(entry["values"], known[name].default)

@@ -366,7 +366,13 @@ TUNING_CASES = [
         "random",
         "n_estimators: {type: double, min: 50, max: 500}",
         "tuning-type",
-        "`double` search space cannot tune",
+        "`double` search space cannot tune (its values such as 50.5 are not whole numbers)",
+    ),
+    (
+        "grid",
+        "n_estimators: {type: double, min: 50, max: 500, step: 50}",
+        "tuning-type",
+        "(Katib draws it as a float, which an int parameter does not take)",
     ),
     (
         "random",

@@ -347,3 +347,26 @@ def test_every_proposal_is_valid_or_says_why(
             or all("is read before" in e for e in errors)
         )
         assert broken or proposal.notes, errors
+
+
+def test_a_kale_double_range_over_whole_numbers_for_an_int_becomes_an_int_range(
+    tmp_path: Path,
+) -> None:
+    # Kale's dog-breed example tunes `nodes_number = 256` as a double from 128 to 2100 in
+    # steps of 128: whole numbers all, which the notebook can take as an int range.
+    whole = {"name": "n_trees", "parameterType": "double"}
+    half = {"name": "rate", "parameterType": "double"}
+    katib = {
+        **KATIB,
+        "parameters": [
+            {**whole, "feasibleSpace": {"min": "5", "max": "2100", "step": "5"}},
+            {**half, "feasibleSpace": {"min": "0.1", "max": "0.9"}},
+        ],
+    }
+    proposal = _kale_tuning(tmp_path, katib)
+    assert proposal.data["spec"]["tuning"]["parameters"] == {
+        "n_trees": {"type": "int", "min": 5, "max": 2100, "step": 5},
+        "rate": {"type": "double", "min": 0.1, "max": 0.9},
+    }
+    assert any("`n_trees` is a double range over whole numbers" in n for n in proposal.notes)
+    assert _check(tmp_path / "kale.yaml", proposal.data) == []
