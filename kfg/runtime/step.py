@@ -547,11 +547,25 @@ def mime_bundle(value: Any) -> dict[str, str]:
     return bundle
 
 
+REPORT_TEXT_MAX = 1_000_000  # printed characters the HTML report keeps; the log keeps all
+
+
+class Printed:
+    """Text a cell printed in a row: the pieces as printed (joined once, when the report is
+    written: joining at every print made a loop of prints quadratic), and how much of it
+    the report left to the log."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.omitted = 0
+
+
 class Outputs:
     """Everything the cells showed, cell by cell, for the step's HTML report."""
 
     def __init__(self) -> None:
-        self.cells: list[tuple[int, str, list[dict[str, str]]]] = []
+        self.cells: list[tuple[int, str, list[dict[str, str] | Printed]]] = []
+        self.room = REPORT_TEXT_MAX
 
     def start(self, position: int, source: str) -> None:
         self.cells.append((position, source, []))
@@ -561,14 +575,20 @@ class Outputs:
             self.cells[-1][2].append(bundle)
 
     def write(self, text: str) -> None:
-        """Printed text, merged with the text printed just before it."""
+        """Printed text, merged with the text printed just before it; past REPORT_TEXT_MAX
+        characters in all, only counted."""
         if not self.cells:
             return
         shown = self.cells[-1][2]
-        if shown and "stream" in shown[-1]:
-            shown[-1]["stream"] += text
-        else:
-            shown.append({"stream": text})
+        printed = shown[-1] if shown and isinstance(shown[-1], Printed) else None
+        if printed is None:
+            printed = Printed()
+            shown.append(printed)
+        kept = text[: self.room]
+        if kept:
+            printed.pieces.append(kept)
+            self.room -= len(kept)
+        printed.omitted += len(text) - len(kept)
 
     def display(self, *values: Any, raw: bool = False, **_: Any) -> None:
         for value in values:
@@ -598,15 +618,21 @@ class Outputs:
         return "\n".join(parts) + "\n"
 
 
-def _render(bundle: dict[str, str]) -> str:
+def _render(bundle: dict[str, str] | Printed) -> str:
+    if isinstance(bundle, Printed):
+        text = html.escape("".join(bundle.pieces))
+        if bundle.omitted:
+            text += (
+                f'\n<span class="omitted">… {bundle.omitted:,} more characters printed here'
+                " are only in the step's log</span>"
+            )
+        return f'<pre class="stream">{text}</pre>'
     if "image/png" in bundle:
         return f'<img src="data:image/png;base64,{bundle["image/png"]}">'
     if "text/html" in bundle:
         return bundle["text/html"]
     if "image/svg+xml" in bundle:
         return bundle["image/svg+xml"]
-    if "stream" in bundle:
-        return f'<pre class="stream">{html.escape(bundle["stream"])}</pre>'
     if "text/markdown" in bundle:
         return f'<pre class="markdown">{html.escape(bundle["text/markdown"])}</pre>'
     return f"<pre>{html.escape(bundle.get('text/plain', ''))}</pre>"

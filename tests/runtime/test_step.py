@@ -477,6 +477,28 @@ def test_report_shows_prints_rich_reprs_and_figures(tmp_path: Path) -> None:
     assert "# title" in report
 
 
+def test_the_report_keeps_the_first_printed_text_and_says_what_only_the_log_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A loop printing millions of lines once took minutes: every print copied all the text
+    # printed before it. The pieces are joined once now, and the report holds a bounded part.
+    monkeypatch.setattr(step, "REPORT_TEXT_MAX", 50)
+    run(
+        tmp_path,
+        [
+            "for i in range(20):\n    print(f'<{i:02}>')",
+            "print('after')",
+            "class Rich:\n    def _repr_html_(self):\n        return '<b>rich</b>'\nRich()",
+        ],
+    )
+    report = (tmp_path / "report.html").read_text()
+    kept = "".join(f"&lt;{i:02}&gt;\n" for i in range(10))  # 10 lines of 5 characters
+    assert f'<pre class="stream">{kept}\n<span class="omitted">… 50 more characters' in report
+    assert "… 6 more characters printed here are only in the step's log" in report  # 'after'
+    assert "<b>rich</b>" in report  # rich results still show: printed text is bounded
+    assert capfd.readouterr().out.count("\n") == 21  # the log has every line
+
+
 def test_parameters_are_globals_and_prelude_runs_first(tmp_path: Path) -> None:
     run(
         tmp_path,
