@@ -22,7 +22,7 @@ from kfg.config.model import Pipeline
 from kfg.diagnostics import Severity
 from kfg.notebook.reader import Notebook
 from kfg.pysource.graph import find_cycle
-from kfg.pysource.scopes import CodeFacts, Event, Kind, code_facts
+from kfg.pysource.scopes import UNPASSABLE, CodeFacts, Event, Kind, code_facts
 from kfg.pysource.source import parse_cell
 
 # Names a notebook kernel provides without an import.
@@ -337,6 +337,16 @@ class _Analysis:
         if origin is not None and origin.step:
             state.inputs[name] = origin.step
             state.local.add(name)
+            if origin.how in UNPASSABLE:
+                self.problem(
+                    Severity.WARNING,
+                    "unpassable-value",
+                    f"{where}: `{name}` holds {UNPASSABLE[origin.how]} made in step"
+                    f" `{origin.step}`, which cannot be saved to pass it to step"
+                    f" `{state.name}`; make it in this step instead (move the cell that"
+                    " creates it here), or pass what it is made from and rebuild it",
+                    state.name,
+                )
             if origin.how == "import":
                 self.problem(
                     Severity.WARNING,

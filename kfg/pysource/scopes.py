@@ -12,6 +12,7 @@ enclosing scope even inside a comprehension.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -93,9 +94,24 @@ class Event:
     kind: Kind
     name: str
     line: int
-    # For BIND: what bound the name ("def", "class", "lambda", "import" or "value"),
-    # which decides how the value travels to another step.
+    # For BIND: what bound the name ("def", "class", "lambda", "import", "value", or one of
+    # UNPASSABLE's kinds), which decides how the value travels to another step.
     how: str = "value"
+
+
+# Values no serializer between steps can save, by the expression that makes them: what
+# kfg can tell a user before a run fails on them. Only certain cases; a generator function
+# called, a lock or a socket are not recognised by their expression.
+UNPASSABLE = {"generator": "a generator", "file": "a file object"}
+
+
+def unpassable(value: ast.expr) -> str | None:
+    """The UNPASSABLE kind of the value `value` makes, if it is one."""
+    if isinstance(value, ast.GeneratorExp):
+        return "generator"
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "open":
+        return "file"
+    return None
 
 
 @dataclass
@@ -437,10 +453,28 @@ class _ModuleFacts(ast.NodeVisitor):
         self.visit(node.value)
         for target in node.targets:
             self._target(target)
+            if isinstance(target, ast.Name):
+                self._bound_as(target.id, unpassable(node.value))
         if isinstance(node.value, ast.Name):
             for target in node.targets:
                 if isinstance(target, ast.Name) and target.id != node.value.id:
                     self._event(Kind.ALIAS, target.id, target, node.value.id)
+
+    def visit_withitem(self, node: ast.withitem) -> None:
+        self.generic_visit(node)  # the context expression, then the name it binds
+        if isinstance(node.optional_vars, ast.Name):
+            self._bound_as(node.optional_vars.id, unpassable(node.context_expr))
+
+    def _bound_as(self, name: str, how: str | None) -> None:
+        """Say what kind of value the name just bound holds (its last BIND event)."""
+        if how is None:
+            return
+        events = self.facts.events
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event.kind is Kind.BIND and event.name == name:
+                events[index] = dataclasses.replace(event, how=how)
+                return
 
     def _named_lambda(self, node: ast.Lambda, names: list[str]) -> None:
         """`f = lambda v: v * k` is a function as much as `def f(v)`: its body reads `k`

@@ -374,6 +374,36 @@ def test_a_module_imported_by_one_step_and_used_by_another_is_warned_about(
     assert len(warned) == 1 and "import it in the prelude" in warned[0]
 
 
+def test_a_generator_or_file_object_read_by_a_later_step_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    # The serializer cannot save them (the run would fail on the edge); values rebuilt from
+    # them, or made and used in one step, are fine.
+    result = make(
+        tmp_path,
+        [
+            (
+                "code",
+                "g = (i for i in range(3))\nf = open('/etc/hostname')\n"
+                "with open('/etc/hostname') as h:\n    text = h.read()\n"
+                "lines = (n for n in [1])\nlines = list(lines)\nlocal = (i for i in [1])\n"
+                "total = sum(local)",
+            ),
+            ("code", "print(next(g), f.read(), h.closed, text, lines, total)"),
+        ],
+        [step("a", 1), step("b", 2)],
+    )
+    assert result.ok and result.flow is not None
+    warned = [m for m in messages(result) if "cannot be saved to pass it" in m]
+    held = sorted(m.split(": ")[-1].split(" made in")[0] for m in warned)
+    assert held == [
+        "`f` holds a file object",
+        "`g` holds a generator",
+        "`h` holds a file object",
+    ]
+    assert all("make it in this step instead" in w for w in warned)
+
+
 def test_comprehension_scopes_and_global_declarations(tmp_path: Path) -> None:
     flow = flow_of(
         tmp_path,
