@@ -21,7 +21,7 @@ from kfg.config.model import DEFAULT_MAX_TRIALS
 from kfg.kube.names import dns_label, unique
 from kfg.notebook.cellrefs import compress
 from kfg.notebook.reader import Cell, Notebook
-from kfg.pysource.parameters import Parameter, parse_parameters
+from kfg.pysource.parameters import Parameter, parse_parameters, python_type
 from kfg.pysource.source import bound_names, parse_cell
 
 SPECIAL = ("skip", "imports", "functions", "pipeline-parameters", "pipeline-metrics")
@@ -311,29 +311,23 @@ def _tuning(
             continue
         try:
             if kind in ("int", "double"):
-                entry: dict[str, Any] = {
-                    "type": kind,
-                    "min": _number(space["min"], kind == "int"),
-                    "max": _number(space["max"], kind == "int"),
-                }
-                if space.get("step") not in (None, ""):
-                    entry["step"] = _number(space["step"], kind == "int")
+                keys = ["min", "max"] + (["step"] if space.get("step") not in (None, "") else [])
                 default = known[name].default
-                bounds = [v for k, v in entry.items() if k != "type"]
+                # Kale passed Katib's doubles to an int variable: over whole bounds, an int
+                # range is what the notebook can take (`_numbers` decides, as for a
+                # categorical list of numbers).
                 if (
                     kind == "double"
-                    and isinstance(default, int)
-                    and not isinstance(default, bool)
-                    and all(float(v).is_integer() for v in bounds)
+                    and python_type(default) == "int"
+                    and _numbers([space[k] for k in keys], default) is not None
                 ):
-                    # Kale passed Katib's doubles to an int variable; an int range over the
-                    # same whole bounds is what the notebook can take.
-                    entry = {k: v if k == "type" else int(v) for k, v in entry.items()}
-                    entry["type"] = "int"
+                    kind = "int"
                     notes.append(
                         f"katib_metadata: `{name}` is a double range over whole numbers and"
                         f" the notebook sets it to {default!r}, an int: written as `type: int`"
                     )
+                entry: dict[str, Any] = {"type": kind}
+                entry.update((k, _number(space[k], kind == "int")) for k in keys)
             elif kind == "categorical":
                 entry = {"type": kind, "values": [str(v) for v in space["list"]]}
                 numbers = _numbers(entry["values"], known[name].default)
