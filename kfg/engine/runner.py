@@ -28,6 +28,7 @@ from typing import Any
 from kfg.analysis.dataflow import Flow
 from kfg.config.model import Pipeline
 from kfg.engine.cache import LOG, OUTPUTS, REPORT, Cache, Entry, step_key
+from kfg.engine.threads import environment, per_step, width
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
 from kfg.runtime.step import format_imports
@@ -111,6 +112,7 @@ class Engine:
         rerun_from: str | None = None,
         only: str | None = None,
         listener: Listener | None = None,
+        sharing: int = 1,
     ) -> None:
         self.pipeline = pipeline
         self.flow = flow
@@ -118,7 +120,7 @@ class Engine:
         self.cache = cache
         defaults = {p.name: p.default for p in pipeline.parameters}
         self.values = {**defaults, **(parameters or {})}
-        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.jobs = step_slots(jobs)
         self.use_cache = use_cache
         self.forced = self._downstream(rerun_from) if rerun_from else set()
         self.only = only
@@ -128,6 +130,7 @@ class Engine:
         self.states = {s.name: StepState(s.name) for s in pipeline.steps}
         self.children: dict[str, Any] = {}  # step -> its process (Popen or forked)
         self.preload = preload_modules(pipeline, notebook)
+        self.threads = step_threads(pipeline, flow, self.jobs, sharing)
         self.lock = threading.Lock()
         self.stopping = False
 
@@ -226,7 +229,7 @@ class Engine:
         }
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         started = time.perf_counter()
-        process = launch(work / "spec.json", work / LOG, self.preload)
+        process = launch(work / "spec.json", work / LOG, self.preload, self.threads)
         with self.lock:
             self.children[name] = process
         code = process.wait()
@@ -285,7 +288,7 @@ class Engine:
             # The forkserver imports the prelude (pandas, scikit-learn: seconds) while the
             # engine looks up the steps before the first one that runs; a run whose steps
             # are all cached never starts it.
-            warm_up(self.preload, self.pipeline.source)
+            warm_up(self.preload, self.pipeline.source, self.threads)
         names = [s.name for s in self.pipeline.steps]
         if self.only is not None:
             wanted = {self.only} | self._upstream(self.only)
@@ -375,7 +378,22 @@ class _Forked:
 
 
 _PRELOADED: list[str] = []
+_FORK_THREADS: list[int | None] = []  # the thread cap the forkserver started with
 _PRELOAD_LOCK = threading.Lock()
+
+
+def step_slots(jobs: int | None) -> int:
+    """How many steps an engine runs at once: `jobs`, else one per CPU."""
+    return max(1, jobs or os.cpu_count() or 1)
+
+
+def step_threads(pipeline: Pipeline, flow: Flow, jobs: int, sharing: int = 1) -> int | None:
+    """The threads each step's native pools get (None: the libraries' own default) when an
+    engine runs up to `jobs` steps at once and `sharing` engines run side by side (the
+    parallel trials of a tune): the cores over the steps that can run together, which the
+    pipeline's widest set of independent steps bounds (kfg.engine.threads)."""
+    widest = width({s.name: flow.step(s.name).upstream for s in pipeline.steps})
+    return per_step(max(1, sharing) * min(jobs, max(1, widest)))
 
 
 def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
@@ -399,42 +417,72 @@ def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
     return list(dict.fromkeys(names + format_imports(names)))
 
 
-def _forkserver(preload: list[str]) -> bool:
+def _forkserver(preload: list[str], threads: int | None) -> bool:
     """Whether steps with this prelude fork from the forkserver, which imports it once.
 
-    The forkserver of a process has one preload list: a later pipeline with other modules
-    (a test session, a notebook calling the engine twice) starts its steps afresh instead.
+    The forkserver of a process has one preload list and one thread cap: a later pipeline
+    with other modules (a test session, a notebook calling the engine twice) starts its
+    steps afresh instead. The first caller starts it.
     """
     import multiprocessing
 
     with _PRELOAD_LOCK:
         usable = "forkserver" in multiprocessing.get_all_start_methods() and (
-            not _PRELOADED or preload == _PRELOADED
+            not _PRELOADED or (preload == _PRELOADED and _FORK_THREADS[0] == threads)
         )
         if usable and not _PRELOADED:
             multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
             _PRELOADED.extend(preload)
+            _FORK_THREADS.append(threads)
+            _start_forkserver(threads)
     return usable
+
+
+def _start_forkserver(threads: int | None) -> None:
+    """Spawn the forkserver now; its imports run in the background.
+
+    multiprocessing starts it with this process's environment: for that moment it carries
+    the hash seed the warm server gets (warm.seeded) and the thread cap, and only then.
+    """
+    from multiprocessing import forkserver
+
+    from kfg.engine import warm
+
+    wanted = warm.seeded({**os.environ, **environment(threads)})
+    changed = {
+        name: os.environ.get(name) for name in wanted if os.environ.get(name) != wanted[name]
+    }
+    os.environ.update({name: wanted[name] for name in changed})
+    try:
+        forkserver.ensure_running()
+    finally:
+        for name, before in changed.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
 
 
 WARM_UPS: list[list[str]] = []  # the preload lists warm_up started the forkserver with
 
 
-_WARM: dict[tuple[str, ...], Path | None] = {}  # preload -> its warm server's socket
+# (preload, thread cap) -> its warm server's socket
+_WARM: dict[tuple[tuple[str, ...], int | None], Path | None] = {}
 
 
-def _warm_server(preload: list[str]) -> Path | None:
-    """The warm server (kfg.engine.warm) for `preload`, asked for once per process."""
+def _warm_server(preload: list[str], threads: int | None) -> Path | None:
+    """The warm server (kfg.engine.warm) for `preload` and the thread cap, asked for once
+    per process."""
     from kfg.engine import warm
 
     with _PRELOAD_LOCK:
-        wanted = tuple(preload)
+        wanted = (tuple(preload), threads)
         if wanted not in _WARM:
-            _WARM[wanted] = warm.ensure(preload)
+            _WARM[wanted] = warm.ensure(preload, threads=threads)
         return _WARM[wanted]
 
 
-def warm_up(preload: list[str], config: Path | None = None) -> None:
+def warm_up(preload: list[str], config: Path | None = None, threads: int | None = None) -> None:
     """Start the server that imports `preload` (a warm server kept between runs, or this
     run's forkserver) without waiting for it.
 
@@ -443,32 +491,15 @@ def warm_up(preload: list[str], config: Path | None = None) -> None:
     instead of following it. The next run of `config` starts that warm server even before
     it has read the pipeline (kfg.engine.warm.prestart).
     """
-    if _warm_server(preload) is not None:
+    if _warm_server(preload, threads) is not None:
         if config is not None:
             from kfg.engine import warm
 
-            warm.remember_preload(config, preload)
+            warm.remember_preload(config, preload, threads)
         WARM_UPS.append(list(preload))
         return
-    if not _forkserver(preload):
-        return
-    from multiprocessing import forkserver
-
-    from kfg.engine import warm
-
-    # multiprocessing starts the forkserver with this process's environment: for that
-    # moment it carries the hash seed the warm server gets (warm.seeded), and only then.
-    with _PRELOAD_LOCK:
-        before = os.environ.get("PYTHONHASHSEED")
-        os.environ["PYTHONHASHSEED"] = warm.seeded(os.environ)["PYTHONHASHSEED"]
-        try:
-            forkserver.ensure_running()  # spawns the server; its imports run in the background
-        finally:
-            if before is None:
-                os.environ.pop("PYTHONHASHSEED", None)
-            else:
-                os.environ["PYTHONHASHSEED"] = before
-    WARM_UPS.append(list(preload))
+    if _forkserver(preload, threads):
+        WARM_UPS.append(list(preload))
 
 
 _MAIN_LOCK = threading.Lock()
@@ -499,23 +530,23 @@ def _main_left_alone() -> Iterator[None]:
         main.__spec__ = None
 
 
-def launch(spec: Path, log: Path, preload: list[str]) -> Any:
+def launch(spec: Path, log: Path, preload: list[str], threads: int | None = None) -> Any:
     """Start one step: forked from a server that already imported the prelude's modules
     (a step then starts in milliseconds instead of re-importing pandas and scikit-learn):
     the warm server kept between runs, else this run's forkserver, else (no fork, or the
-    modules changed) a fresh interpreter."""
+    modules changed) a fresh interpreter. Each has `threads` in its environment."""
     import multiprocessing
 
-    address = _warm_server(preload)
+    address = _warm_server(preload, threads)
     if address is not None:
         from kfg.engine import warm
 
-        step = warm.start_step(address, spec, log)
+        step = warm.start_step(address, spec, log, threads)
         if step is not None:
             return step
         with _PRELOAD_LOCK:
-            _WARM[tuple(preload)] = None  # it left (idle, or killed): this run's own
-    usable = _forkserver(preload)
+            _WARM[(tuple(preload), threads)] = None  # it left (idle, or killed): this run's own
+    usable = _forkserver(preload, threads)
     if usable:
         from kfg.engine.worker import run_in_child
 
@@ -532,7 +563,7 @@ def launch(spec: Path, log: Path, preload: list[str]) -> Any:
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=warm.seeded({**os.environ, "PYTHONUNBUFFERED": "1"}),
+            env=warm.seeded({**os.environ, **environment(threads), "PYTHONUNBUFFERED": "1"}),
         )
 
 

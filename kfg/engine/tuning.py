@@ -33,7 +33,14 @@ from kfg.analysis.dataflow import Flow
 from kfg.config.algorithms import grid_axis, setting_text
 from kfg.config.model import Pipeline, SearchSpace, Tuning
 from kfg.engine.cache import Cache
-from kfg.engine.runner import Engine, RunSummary, preload_modules, warm_up
+from kfg.engine.runner import (
+    Engine,
+    RunSummary,
+    preload_modules,
+    step_slots,
+    step_threads,
+    warm_up,
+)
 from kfg.errors import KfgError
 from kfg.kube.names import content_hash
 from kfg.notebook.reader import Notebook
@@ -412,11 +419,12 @@ def tune(
     # Trials will run steps (almost always: a study that is already finished is the
     # exception, and pays only a background import). The forkserver imports the prelude
     # while Optuna is imported and the study is read.
-    warm_up(preload_modules(pipeline, notebook), pipeline.source)
+    at_once = parallel or tuning.parallel_trials
+    threads = step_threads(pipeline, flow, step_slots(None), at_once)
+    warm_up(preload_modules(pipeline, notebook), pipeline.source, threads)
     import optuna
 
     types = {p.name: p.type_name for p in pipeline.parameters}
-    at_once = parallel or tuning.parallel_trials
     chosen = sampler(tuning, types, at_once)
     # Optuna logs every failed trial with the objective's traceback; kfg reports the step's
     # own error with the trial instead, and keeps Optuna's errors.
@@ -457,7 +465,9 @@ def tune(
 
     def objective(trial: Any) -> float:
         values = {s.name: suggest(trial, s, types[s.name]) for s in tuning.parameters}
-        engine = Engine(pipeline, flow, notebook, cache, parameters=values, jobs=None)
+        engine = Engine(
+            pipeline, flow, notebook, cache, parameters=values, jobs=None, sharing=at_once
+        )
         run: RunSummary = engine.run()
         record: dict[str, Any] = {
             "executed": run.executed,

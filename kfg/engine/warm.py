@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from kfg import runtime
+from kfg.engine.threads import environment
 
 IDLE_VARIABLE = "KFG_WARM_IDLE"
 DIRECTORY_VARIABLE = "KFG_WARM_DIR"  # where sockets go (default: $TMPDIR/kfg-warm-UID)
@@ -133,7 +134,7 @@ def _connect(address: Path) -> socket.socket | None:
     return client
 
 
-def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
+def ensure(preload: list[str], *, wait: bool = True, threads: int | None = None) -> Path | None:
     """The socket of a server for `preload` in this environment, started if none answers.
 
     Returns at once: a new server binds its socket first and imports afterwards, so a step
@@ -146,13 +147,14 @@ def ensure(preload: list[str], *, wait: bool = True) -> Path | None:
     folder = socket_directory()
     if folder is None:
         return None
-    address = folder / f"{key(preload, dict(os.environ))}.sock"
+    env = {**os.environ, **environment(threads)}
+    address = folder / f"{key(preload, env)}.sock"
     if len(os.fsencode(address)) >= 100:  # sun_path holds 108 bytes on Linux, 104 on macOS
         return None
     if _answers(address):
         return address
     if not _starting(address):  # else a server of this key is on its way: wait for it
-        _SPAWNED[address] = _spawn(address, preload)
+        _SPAWNED[address] = _spawn(address, preload, env)
     if not wait:
         return None
     begun = time.monotonic()
@@ -183,7 +185,7 @@ def _answers(address: Path) -> bool:
     return _pid_at(address) is not None
 
 
-def _spawn(address: Path, preload: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(address: Path, preload: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = address.with_suffix(".log")
     with log.open("ab") as handle:
         os.utime(log)  # a fresh start's log, which `_sweep` leaves alone
@@ -201,7 +203,7 @@ def _spawn(address: Path, preload: list[str]) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
-            env=seeded(os.environ),
+            env=seeded(env),
         )
     # Another caller that finds it waits for this server instead of starting a second one
     # whose imports would compete with it.
@@ -244,13 +246,15 @@ def _starting(address: Path) -> bool:
     return pid is not None and 0 <= age < CONNECT_TIMEOUT and _alive(pid)
 
 
-def remember_preload(config: Path, preload: list[str]) -> None:
-    """Note which modules `config`'s steps preload, for `prestart` on its next run."""
+def remember_preload(config: Path, preload: list[str], threads: int | None = None) -> None:
+    """Note which modules `config`'s steps preload, and with which thread cap, for
+    `prestart` on its next run."""
     folder = socket_directory()
     if folder is None or idle_seconds() <= 0:
         return
     hint = _hint(folder, config)
-    text = json.dumps({"config": os.path.realpath(config), "preload": preload})
+    noted = {"config": os.path.realpath(config), "preload": preload, "threads": threads}
+    text = json.dumps(noted)
     with contextlib.suppress(OSError):
         if hint.read_text(encoding="utf-8") == text:
             return
@@ -273,21 +277,25 @@ def prestart(config: Path) -> None:
     noted = _noted(_hint(folder, config))
     if noted is not None:
         with contextlib.suppress(OSError):
-            ensure(noted[1], wait=False)
+            ensure(noted[1], wait=False, threads=noted[2])
 
 
-def _noted(hint: Path) -> tuple[str, list[str]] | None:
-    """The kale.yaml and preload list a hint records, or None when it is no hint."""
+def _noted(hint: Path) -> tuple[str, list[str], int | None] | None:
+    """The kale.yaml, preload list and thread cap a hint records, or None when it is no
+    hint."""
     try:
         noted = json.loads(hint.read_text(encoding="utf-8"))
         config, preload = noted["config"], noted["preload"]
-    except (OSError, ValueError, TypeError, KeyError):
+        threads = noted.get("threads")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if not isinstance(config, str) or not isinstance(preload, list):
         return None
     if not all(isinstance(name, str) for name in preload):
         return None
-    return config, preload
+    if threads is not None and (type(threads) is not int or threads < 1):
+        return None
+    return config, preload, threads
 
 
 def _hint(folder: Path, config: Path) -> Path:
@@ -324,7 +332,7 @@ class WarmStep:
             self.connection.close()
 
 
-def start_step(address: Path, spec: Path, log: Path) -> WarmStep | None:
+def start_step(address: Path, spec: Path, log: Path, threads: int | None = None) -> WarmStep | None:
     """Fork a step from the server at `address`; None when it does not answer."""
     connection = _connect(address)
     if connection is None:
@@ -333,7 +341,7 @@ def start_step(address: Path, spec: Path, log: Path) -> WarmStep | None:
         "spec": str(spec),
         "log": str(log),
         "cwd": os.getcwd(),
-        "env": {**os.environ, "PYTHONUNBUFFERED": "1"},
+        "env": {**os.environ, **environment(threads), "PYTHONUNBUFFERED": "1"},
         "umask": _umask(),
         "path": sys.path,
     }

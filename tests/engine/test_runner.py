@@ -309,11 +309,18 @@ def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     events: list[str] = []
     launch = runner.launch
 
-    def recording_launch(spec: Path, log: Path, preload: list[str]) -> object:
+    def recording_launch(
+        spec: Path, log: Path, preload: list[str], threads: int | None = None
+    ) -> object:
         events.append("step")
-        return launch(spec, log, preload)
+        return launch(spec, log, preload, threads)
 
-    monkeypatch.setattr(runner, "warm_up", lambda preload, config: events.append("warm-up"))
+    def recording_warm_up(
+        preload: list[str], config: Path | None = None, threads: int | None = None
+    ) -> None:
+        events.append("warm-up")
+
+    monkeypatch.setattr(runner, "warm_up", recording_warm_up)
     monkeypatch.setattr(runner, "launch", recording_launch)
     return events
 
