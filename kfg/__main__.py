@@ -1,3 +1,3 @@
-from kfg.cli import main
+from kfg.cli import console
 
-main()
+console()

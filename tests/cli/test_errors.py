@@ -53,3 +53,59 @@ def test_an_expected_failure_raised_anywhere_exits_with_its_own_status(tmp_path:
     usage = _run('__import__("kfg.errors").errors.UsageError("--x takes a number")', log)
     assert (usage.returncode, usage.stderr) == (2, "kfg: --x takes a number\n")
     assert not log.exists()
+
+
+CONSOLE = """
+import atexit, sys, threading
+from pathlib import Path
+
+marker = Path(sys.argv[1])
+atexit.register(lambda: marker.write_text("atexit ran"))  # as coverage's, before kfg's
+
+
+class Witness:  # freed only when the interpreter tears itself down
+    def __del__(self) -> None:
+        Path(str(marker) + ".teardown").write_text("torn down")
+
+
+witness = Witness()
+if sys.argv[2] == "thread":  # a thread left running: the interpreter must join it
+    threading.Thread(target=lambda: __import__("time").sleep(0.5)).start()
+sys.argv = ["kfg", *sys.argv[3:]]
+from kfg.cli import console
+console()
+"""
+
+
+def _console(tmp_path: Path, thread: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CONSOLE, str(tmp_path / "marker"), thread, *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_the_program_ends_with_its_status_its_output_and_every_exit_handler(
+    tmp_path: Path,
+) -> None:
+    # `console` skips the interpreter's teardown, never what exit must still do.
+    for thread in ("none", "thread"):
+        valid = _console(tmp_path, thread, "schema")
+        assert valid.returncode == 0 and valid.stdout.rstrip().endswith("}"), thread
+        assert (tmp_path / "marker").read_text() == "atexit ran"
+        (tmp_path / "marker").unlink()
+        # the teardown itself is skipped unless a thread makes it necessary
+        torn_down = tmp_path / "marker.teardown"
+        assert torn_down.exists() == (thread == "thread"), thread
+        torn_down.unlink(missing_ok=True)
+        broken = tmp_path / "kale.yaml"
+        broken.write_text("apiVersion: kfg.dev/v1alpha1\nkind: [\n")
+        invalid = _console(tmp_path, thread, "validate", str(broken))
+        assert invalid.returncode == 1 and "kale.yaml:3:1: error" in invalid.stdout
+        assert (tmp_path / "marker").exists()
+        (tmp_path / "marker").unlink()
+        usage = _console(tmp_path, thread, "render", "--no-such-option")
+        assert usage.returncode == 2 and (tmp_path / "marker").exists()
+        (tmp_path / "marker").unlink()
