@@ -71,9 +71,13 @@ TUNING = f"""  tuning:
       max_depth: {{type: int, min: 2, max: 12}}
 """
 KFG = [sys.executable, "-m", "kfg"]  # replaced in main() by the console script users run
-# As pip writes the `kfg` console script (.venv/bin/kfg).
+# As pip writes the `kfg` console script (.venv/bin/kfg); a kfg older than kfg.cli.console
+# (measured with --kfg-src) had main as its entry point.
 CONSOLE_SCRIPT = (
-    "import sys\nfrom kfg.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+    "import sys\n"
+    "try:\n    from kfg.cli import console as entry\n"
+    "except ImportError:\n    from kfg.cli import main as entry\n"
+    "if __name__ == '__main__':\n    sys.exit(entry())\n"
 )
 
 
