@@ -483,23 +483,30 @@ def test_a_parquet_input_without_pyarrow_says_what_to_add(
 
 
 @needs_pyarrow
-def test_a_frame_is_decoded_with_malloc_and_arrow_keeps_its_own_pool(tmp_path: Path) -> None:
-    # The decoded columns come from the C library's allocator, so what pandas copies and
-    # frees goes back to the OS for the step's own arrays (step._decoding_with_malloc);
-    # the string column it keeps lives there too. Arrow's pool is the default again after,
-    # for what the step's code allocates, and after a load that fails as well.
+@pytest.mark.parametrize("large", [True, False])
+def test_a_large_frame_is_decoded_with_malloc_and_arrow_keeps_its_own_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    # From step._MALLOC_DECODE_FROM on, the decoded columns come from the C library's
+    # allocator, so what pandas copies and frees goes back to the OS for the step's own
+    # arrays (step._decoding_with_malloc); the string column it keeps lives there too.
+    # Smaller files decode faster in Arrow's own pool. Arrow's pool is the default again
+    # after, for what the step's code allocates, and after a load that fails as well.
     import pyarrow as pa
 
     path = tmp_path / "df"
     save_value("df", frame(10_000), str(path))
+    monkeypatch.setattr(step_module, "_MALLOC_DECODE_FROM", 0 if large else path.stat().st_size + 1)
     before = pa.default_memory_pool()
     kept = pa.system_memory_pool().bytes_allocated()
     loaded = load_value(str(path))
     assert_same_frame(loaded, frame(10_000))
-    assert pa.system_memory_pool().bytes_allocated() > kept  # the labels' buffers
+    # the labels' buffers, in the pool that decoded them
+    assert (pa.system_memory_pool().bytes_allocated() > kept) == large
     assert pa.default_memory_pool().backend_name == before.backend_name
 
     path.write_bytes(b"PAR1" + b"\0" * 64)  # not a Parquet file after all
+    monkeypatch.setattr(step_module, "_MALLOC_DECODE_FROM", 0 if large else 1 << 20)
     with pytest.raises(pa.ArrowInvalid):
         load_value(str(path))
     assert pa.default_memory_pool().backend_name == before.backend_name
