@@ -32,7 +32,7 @@ def _prestart(arguments: list[str]) -> None:
             with contextlib.suppress(Exception):  # see above: the command starts its own
                 from kfg.engine import warm
 
-                warm.prestart(Path(argument))
+                warm.prestart(Path(argument), arguments[0])
             return
 
 

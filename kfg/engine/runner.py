@@ -113,6 +113,7 @@ class Engine:
         only: str | None = None,
         listener: Listener | None = None,
         sharing: int = 1,
+        command: str = "run",
     ) -> None:
         self.pipeline = pipeline
         self.flow = flow
@@ -131,6 +132,7 @@ class Engine:
         self.children: dict[str, Any] = {}  # step -> its process (Popen or forked)
         self.preload = preload_modules(pipeline, notebook)
         self.threads = step_threads(pipeline, flow, self.jobs, sharing)
+        self.command = command  # the kfg command whose next start prestarts this server
         self.lock = threading.Lock()
         self.stopping = False
 
@@ -288,7 +290,7 @@ class Engine:
             # The forkserver imports the prelude (pandas, scikit-learn: seconds) while the
             # engine looks up the steps before the first one that runs; a run whose steps
             # are all cached never starts it.
-            warm_up(self.preload, self.pipeline.source, self.threads)
+            warm_up(self.preload, self.pipeline.source, self.threads, self.command)
         names = [s.name for s in self.pipeline.steps]
         if self.only is not None:
             wanted = {self.only} | self._upstream(self.only)
@@ -482,7 +484,12 @@ def _warm_server(preload: list[str], threads: int | None) -> Path | None:
         return _WARM[wanted]
 
 
-def warm_up(preload: list[str], config: Path | None = None, threads: int | None = None) -> None:
+def warm_up(
+    preload: list[str],
+    config: Path | None = None,
+    threads: int | None = None,
+    command: str = "run",
+) -> None:
     """Start the server that imports `preload` (a warm server kept between runs, or this
     run's forkserver) without waiting for it.
 
@@ -495,7 +502,7 @@ def warm_up(preload: list[str], config: Path | None = None, threads: int | None 
         if config is not None:
             from kfg.engine import warm
 
-            warm.remember_preload(config, preload, threads)
+            warm.remember_preload(config, preload, threads, command)
         WARM_UPS.append(list(preload))
         return
     if _forkserver(preload, threads):

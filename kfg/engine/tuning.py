@@ -421,7 +421,7 @@ def tune(
     # while Optuna is imported and the study is read.
     at_once = parallel or tuning.parallel_trials
     threads = step_threads(pipeline, flow, step_slots(None), at_once)
-    warm_up(preload_modules(pipeline, notebook), pipeline.source, threads)
+    warm_up(preload_modules(pipeline, notebook), pipeline.source, threads, "tune")
     import optuna
 
     types = {p.name: p.type_name for p in pipeline.parameters}
@@ -466,7 +466,14 @@ def tune(
     def objective(trial: Any) -> float:
         values = {s.name: suggest(trial, s, types[s.name]) for s in tuning.parameters}
         engine = Engine(
-            pipeline, flow, notebook, cache, parameters=values, jobs=None, sharing=at_once
+            pipeline,
+            flow,
+            notebook,
+            cache,
+            parameters=values,
+            jobs=None,
+            sharing=at_once,
+            command="tune",
         )
         run: RunSummary = engine.run()
         record: dict[str, Any] = {

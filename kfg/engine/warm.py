@@ -246,13 +246,16 @@ def _starting(address: Path) -> bool:
     return pid is not None and 0 <= age < CONNECT_TIMEOUT and _alive(pid)
 
 
-def remember_preload(config: Path, preload: list[str], threads: int | None = None) -> None:
+def remember_preload(
+    config: Path, preload: list[str], threads: int | None = None, command: str = "run"
+) -> None:
     """Note which modules `config`'s steps preload, and with which thread cap, for
-    `prestart` on its next run."""
+    `prestart` on the next `kfg COMMAND` of it (a tune's parallel trials may cap threads
+    where a run does not, so each command has its own note)."""
     folder = socket_directory()
     if folder is None or idle_seconds() <= 0:
         return
-    hint = _hint(folder, config)
+    hint = _hint(folder, config, command)
     noted = {"config": os.path.realpath(config), "preload": preload, "threads": threads}
     text = json.dumps(noted)
     with contextlib.suppress(OSError):
@@ -262,7 +265,7 @@ def remember_preload(config: Path, preload: list[str], threads: int | None = Non
         _write_whole(hint, text)
 
 
-def prestart(config: Path) -> None:
+def prestart(config: Path, command: str = "run") -> None:
     """Start the server `config`'s last run used, before this run has loaded the pipeline.
 
     A `kfg run` spends about 0.3 s importing its CLI and reading kale.yaml and the notebook
@@ -274,7 +277,7 @@ def prestart(config: Path) -> None:
     folder = socket_directory()
     if folder is None:
         return
-    noted = _noted(_hint(folder, config))
+    noted = _noted(_hint(folder, config, command))
     if noted is not None:
         with contextlib.suppress(OSError):
             ensure(noted[1], wait=False, threads=noted[2])
@@ -298,8 +301,8 @@ def _noted(hint: Path) -> tuple[str, list[str], int | None] | None:
     return config, preload, threads
 
 
-def _hint(folder: Path, config: Path) -> Path:
-    where = os.fsencode(os.path.realpath(config))
+def _hint(folder: Path, config: Path, command: str) -> Path:
+    where = os.fsencode(os.path.realpath(config)) + b"\0" + command.encode()
     return folder / f"{hashlib.sha256(where).hexdigest()[:20]}.preload"
 
 

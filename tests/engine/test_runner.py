@@ -316,7 +316,10 @@ def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return launch(spec, log, preload, threads)
 
     def recording_warm_up(
-        preload: list[str], config: Path | None = None, threads: int | None = None
+        preload: list[str],
+        config: Path | None = None,
+        threads: int | None = None,
+        command: str = "run",
     ) -> None:
         events.append("warm-up")
 

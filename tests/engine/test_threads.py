@@ -175,7 +175,7 @@ def test_a_linear_pipeline_keeps_every_core_and_a_users_choice_stands(
 
 
 @pytest.mark.usefixtures("four_cores")
-def test_parallel_trials_share_the_cores_and_the_next_run_prestarts_that_server(
+def test_parallel_trials_share_the_cores_and_each_command_prestarts_its_server(
     tmp_path: Path,
 ) -> None:
     result = make(
@@ -204,7 +204,13 @@ def test_parallel_trials_share_the_cores_and_the_next_run_prestarts_that_server(
     # one step per trial, two trials at once, four cores: two threads each
     assert all(t.state == "COMPLETE" for t in summary.trials)
     assert {t.value for t in summary.trials} <= {21.0, 22.0, 23.0}
+    # A run of the same file, one step at a time, keeps the libraries' defaults; each
+    # command's next start prestarts the server it used last (kfg.cli._prestart).
+    ran = Engine(result.pipeline, result.flow, result.notebook, Cache(tmp_path / "c")).run()
+    assert ran.ok and ran.metrics["score"] == 1.0
     folder = warm.socket_directory()
     assert folder is not None
-    (hint,) = folder.glob("*.preload")
-    assert json.loads(hint.read_text())["threads"] == 2
+    config = tmp_path / "kale.yaml"
+    noted = {c: json.loads(warm._hint(folder, config, c).read_text()) for c in ("run", "tune")}
+    assert noted["tune"]["threads"] == 2 and noted["run"]["threads"] is None
+    assert len(list(folder.glob("*.preload"))) == 2

@@ -402,7 +402,9 @@ def test_the_prelude_warms_up_before_optuna_is_imported(
 
     result, _ = _pipeline(tmp_path, {**TUNING, "maxTrials": 2})
     started: list[list[str]] = []
-    monkeypatch.setattr(tuning, "warm_up", lambda preload, config, threads: started.append(preload))
+    monkeypatch.setattr(
+        tuning, "warm_up", lambda preload, config, threads, command: started.append(preload)
+    )
     monkeypatch.delitem(sys.modules, "optuna")  # tune imports it again, after the warm-up
     real_import = __import__
 

@@ -488,16 +488,16 @@ def test_the_guess_takes_the_first_yaml_argument_of_run_and_tune_only(
 ) -> None:
     from kfg import cli
 
-    guessed: list[Path] = []
-    monkeypatch.setattr(warm, "prestart", guessed.append)
+    guessed: list[tuple[Path, str]] = []
+    monkeypatch.setattr(warm, "prestart", lambda config, command: guessed.append((config, command)))
     cli._prestart(["run", "-p", "x=a.yaml", "--cache-dir", "c", "b.txt", "kale.yaml", "x.yml"])
     cli._prestart(["tune", "--trials", "4", "dir/p.kale.yml"])
     cli._prestart(["validate", "kale.yaml"])
     cli._prestart(["run"])
     cli._prestart([])
-    assert guessed == [Path("kale.yaml"), Path("dir/p.kale.yml")]
+    assert guessed == [(Path("kale.yaml"), "run"), (Path("dir/p.kale.yml"), "tune")]
 
-    def broken(config: Path) -> None:
+    def broken(config: Path, command: str) -> None:
         raise RuntimeError("a guess must never fail the command")
 
     monkeypatch.setattr(warm, "prestart", broken)
