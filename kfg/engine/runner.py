@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shutil
@@ -31,7 +32,6 @@ from kfg.engine.cache import LOG, OUTPUTS, REPORT, Cache, Entry, step_key
 from kfg.engine.threads import environment, per_step, width
 from kfg.errors import KfgError
 from kfg.notebook.reader import Notebook
-from kfg.runtime.step import format_imports
 
 PENDING, RUNNING, CACHED, DONE, FAILED, SKIPPED = (
     "pending",
@@ -130,11 +130,16 @@ class Engine:
         self.listener = listener or (lambda state: None)
         self.states = {s.name: StepState(s.name) for s in pipeline.steps}
         self.children: dict[str, Any] = {}  # step -> its process (Popen or forked)
-        self.preload = preload_modules(pipeline, notebook)
         self.threads = step_threads(pipeline, flow, self.jobs, sharing)
         self.command = command  # the kfg command whose next start prestarts this server
         self.lock = threading.Lock()
         self.stopping = False
+
+    @functools.cached_property
+    def preload(self) -> list[str]:
+        """What the server its steps fork from imports: asked for only when a step runs, so
+        a run whose steps are all cached never imports the runtime (about 20 ms)."""
+        return preload_modules(self.pipeline, self.notebook)
 
     def _downstream(self, start: str) -> set[str]:
         names = {start}
@@ -404,6 +409,7 @@ def preload_modules(pipeline: Pipeline, notebook: Notebook) -> list[str]:
     import ast
 
     from kfg.pysource.source import parse_cell
+    from kfg.runtime.step import format_imports
 
     names = ["kfg.runtime.step", "kfg.engine.worker"]
     for position in pipeline.prelude:

@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import cache
-from importlib import metadata
+from types import ModuleType
 
 # Import names whose distribution is named otherwise, for when the distribution is not
 # installed here (packages_distributions() knows the installed ones).
@@ -87,9 +87,17 @@ def canonical(distribution: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
+def _metadata() -> ModuleType:
+    """importlib.metadata, imported on first use (about 10 ms): a pipeline whose packages
+    name every module it imports never needs it, and `kfg run` of a cached one stays quick."""
+    import importlib.metadata
+
+    return importlib.metadata
+
+
 @cache
 def _installed() -> dict[str, list[str]]:
-    return dict(metadata.packages_distributions())
+    return dict(_metadata().packages_distributions())
 
 
 def distributions(module: str) -> list[str]:
@@ -100,6 +108,7 @@ def distributions(module: str) -> list[str]:
     distribution goes by another name, so `kfg validate` stays fast.
     """
     usual = KNOWN_DISTRIBUTIONS.get(module, module)
+    metadata = _metadata()
     try:
         return [str(metadata.distribution(usual).metadata["Name"])]
     except metadata.PackageNotFoundError:
@@ -126,8 +135,9 @@ def provided(module: str, requirements: list[str] | tuple[str, ...]) -> bool:
 
 
 def installed_version(distribution: str) -> str | None:
+    metadata = _metadata()
     try:
-        return metadata.version(distribution)
+        return str(metadata.version(distribution))
     except metadata.PackageNotFoundError:
         return None
 
