@@ -1407,7 +1407,7 @@ def _report_metrics(
     for name, variable in metrics.items():
         value = namespace.get(variable)
         number = None
-        if not isinstance(value, bool) and value is not None:
+        if not _boolean(value) and value is not None:
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -1428,6 +1428,13 @@ def _report_metrics(
         if log_metric is not None:
             log_metric(name, number)
     return values
+
+
+def _boolean(value: Any) -> bool:
+    """A truth value, which kfg never reports as a metric (`acc = score > 0.9` is a slip,
+    not an accuracy): Python's bool, and NumPy's (`np.bool_`, or a 0-d boolean array),
+    which float() would quietly turn into 0.0 or 1.0."""
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 
 def _write_report(path: str, title: str, shown: Outputs) -> None:

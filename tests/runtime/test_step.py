@@ -436,11 +436,21 @@ def test_metrics_are_logged_and_printed(tmp_path: Path, capsys: pytest.CaptureFi
     ]
 
 
-def test_non_numeric_metric_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("v = 'high'", "builtins.str"),
+        ("v = 0.8 > 0.5", "builtins.bool"),
+        # NumPy's truth values too, which float() would have turned into 1.0
+        ("import numpy as np\nv = np.float64(0.8) > 0.5", "numpy.bool"),
+        ("import numpy as np\nv = np.array(True)", "numpy.ndarray"),
+    ],
+)
+def test_non_numeric_metric_fails(tmp_path: Path, source: str, kind: str) -> None:
     with pytest.raises(
-        StepFailed, match=r"metric `m` reads `v`, which is a builtins\.str, not a number"
+        StepFailed, match=rf"metric `m` reads `v`, which is a {re.escape(kind)}, not a number"
     ):
-        run(tmp_path, ["v = 'high'"], metrics={"m": "v"})
+        run(tmp_path, [source], metrics={"m": "v"})
 
 
 @pytest.mark.parametrize(
