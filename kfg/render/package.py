@@ -195,6 +195,11 @@ def write(
     """
     if target.exists() and not target.is_dir():
         raise NotOurs(f"{target} exists and is not a directory")
+    for above in target.parents:  # `-o notes.txt/deploy` said only "File exists"
+        if above.exists():
+            if not above.is_dir():
+                raise NotOurs(f"{above} is a file, so {target} cannot be a directory in it")
+            break
     _refuse_to_swallow(target, keep)
     if target.is_dir() and not force:
         foreign = _foreign_files(target)

@@ -311,3 +311,20 @@ def test_one_kale_yaml_given_twice_is_one_pipeline(repo: Path) -> None:
     result = kfg("render", config, config, "notebooks/wine", "--stdout", cwd=repo)
     assert result.returncode == 0, result.stderr
     assert "duplicate-pipeline" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("notes.txt", "notes.txt exists and is not a directory"),
+        ("notes.txt/deploy/wine", "notes.txt is a file, so notes.txt/deploy/wine cannot be"),
+    ],
+)
+def test_an_output_that_is_or_lies_under_a_file_is_refused_saying_so(
+    repo: Path, output: str, message: str
+) -> None:
+    (repo / "notes.txt").write_text("mine\n")
+    result = kfg("render", "notebooks/wine/kale.yaml", "-o", output, cwd=repo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert (repo / "notes.txt").read_text() == "mine\n"
