@@ -130,44 +130,47 @@ class Cache:
             result = json.loads((path / RESULT).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             result = None
-        begun = time.time_ns()
-        problem = self._damage(path, result) if key not in self._verified else None
-        if problem is None and key not in self._verified:
-            _stamp(path, result, begun)
-        if problem is not None:
-            self._set_aside(path, key, problem)
-            return None
+        if key not in self._verified:
+            begun = time.time_ns()
+            stamped = _stamps(path)
+            problem, seen = self._damage(path, result, stamped)
+            if problem is not None:
+                self._set_aside(path, key, problem)
+                return None
+            _stamp(path, seen, stamped, begun)
         assert isinstance(result, dict)
         self._verified.add(key)
         return Entry(key, path, result)
 
     @staticmethod
-    def _damage(path: Path, result: Any) -> str | None:
+    def _damage(
+        path: Path, result: Any, stamped: dict[str, Any]
+    ) -> tuple[str | None, dict[str, list[int]]]:
         """What is wrong with an entry: sizes first (a stat), then every byte against the
-        digests recorded at commit, once per entry and process.
+        digests recorded at commit, once per entry and process; with the stat signature of
+        each output it found sound, for `_stamp`.
 
         Hashing every byte made a run with every step cached cost 0.6 s more for 877 MB of
         cached values. An output whose size, mtime and inode are those an earlier check
         stamped after hashing it (`_stamp`) is taken as checked, as git's index takes a
         file whose stat it recorded: a file rewritten since has another mtime.
         """
+        seen: dict[str, list[int]] = {}
         if not isinstance(result, dict) or not isinstance(result.get("digests"), dict):
-            return f"its {RESULT} is unreadable"
+            return f"its {RESULT} is unreadable", seen
         sizes = result.get("sizes")
-        stamped = _stamps(path)
         for name, digest in sorted(result["digests"].items()):
             output = path / OUTPUTS / name
             try:
                 info = output.stat()
                 if isinstance(sizes, dict) and info.st_size != sizes.get(name):
-                    return f"output `{name}` changed on disk"
-                if stamped.get(name) == _signature(info):
-                    continue
-                if file_digest(output) != digest:
-                    return f"output `{name}` changed on disk"
+                    return f"output `{name}` changed on disk", seen
+                seen[name] = _signature(info)
+                if stamped.get(name) != seen[name] and file_digest(output) != digest:
+                    return f"output `{name}` changed on disk", seen
             except OSError:
-                return f"output `{name}` is missing"
-        return None
+                return f"output `{name}` is missing", seen
+        return None, seen
 
     def _set_aside(self, path: Path, key: str, problem: str) -> None:
         damaged = self.root / "damaged"
@@ -265,22 +268,16 @@ def _stamps(path: Path) -> dict[str, Any]:
     }
 
 
-def _stamp(path: Path, result: dict[str, Any], taken: int) -> None:
-    """Record how the outputs of an entry just checked look on disk, for the next process
-    (one atomic rename; a stamp that cannot be written only costs the next check time).
+def _stamp(path: Path, seen: dict[str, list[int]], stamped: dict[str, Any], taken: int) -> None:
+    """Record how the outputs of an entry just checked looked on disk (`seen`, stat before
+    hashing), for the next process; unless that is what `stamped` already says. One
+    atomic rename; a stamp that cannot be written only costs the next check time.
 
     The stamp is dated when the check began, so a file rewritten while it was being
-    hashed has a later mtime and is left out; so are outputs written too recently to be
-    told apart from a rewrite, which a later check stamps."""
-    files = {}
-    for name in result.get("digests", {}):
-        try:
-            info = (path / OUTPUTS / name).stat()
-        except OSError:
-            return
-        if info.st_mtime_ns < taken - STAMP_MARGIN_NS:
-            files[name] = _signature(info)
-    if not files or files == _stamps(path):
+    hashed has a later mtime than the one recorded; outputs written too recently to be
+    told apart from a rewrite are left out, and a later check stamps them."""
+    files = {name: sig for name, sig in seen.items() if sig[1] < taken - STAMP_MARGIN_NS}
+    if not files or files == stamped:
         return
     partial = path / f"{STAMPS}.{os.getpid()}.{threading.get_ident()}.partial"
     with contextlib.suppress(OSError):

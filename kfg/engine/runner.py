@@ -384,8 +384,8 @@ class _Forked:
         return 1 if code is None else code  # -N: killed by signal N, as Popen has it
 
 
-_PRELOADED: list[str] = []
-_FORK_THREADS: list[int | None] = []  # the thread cap the forkserver started with
+# The preload list and thread cap this process's forkserver started with, once started.
+_FORKSERVER: list[tuple[tuple[str, ...], int | None]] = []
 _PRELOAD_LOCK = threading.Lock()
 
 
@@ -435,13 +435,13 @@ def _forkserver(preload: list[str], threads: int | None) -> bool:
     import multiprocessing
 
     with _PRELOAD_LOCK:
+        wanted = (tuple(preload), threads)
         usable = "forkserver" in multiprocessing.get_all_start_methods() and (
-            not _PRELOADED or (preload == _PRELOADED and _FORK_THREADS[0] == threads)
+            not _FORKSERVER or _FORKSERVER[0] == wanted
         )
-        if usable and not _PRELOADED:
+        if usable and not _FORKSERVER:
             multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
-            _PRELOADED.extend(preload)
-            _FORK_THREADS.append(threads)
+            _FORKSERVER.append(wanted)
             _start_forkserver(threads)
     return usable
 
